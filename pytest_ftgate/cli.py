@@ -1,0 +1,40 @@
+"""The `ftgate` console script: dispatches to the subcommand modules (train, promote, verify).
+
+Each subcommand module owns its own argparse parser and exposes ``main(argv) -> int``; heavy imports stay
+inside them, so `ftgate --help` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("pytest_ftgate.train", "train a LLaMA-Factory config with full lineage in MLflow"),
+    "promote": ("pytest_ftgate.registry", "move a registry alias after human review (e.g. --to production)"),
+    "verify": ("pytest_ftgate.attest", "re-check an attestation's digests and signature against an adapter"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: ftgate COMMAND [ARGS]\n\ncommands:")
+        for name, (_, help_) in COMMANDS.items():
+            print(f"  {name:<8} {help_}")
+        print("\nThe gate itself runs under pytest: pytest suites --run-id RUN_ID")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; commands: {', '.join(COMMANDS)}"
+        print(f"ftgate: unknown command {name!r}{hint}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

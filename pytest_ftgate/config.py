@@ -1,0 +1,232 @@
+"""Gate thresholds and suite settings (``ftgate.yaml``), validated at load; no I/O beyond reading the file.
+
+Defaults are the thresholds of the source documents (seed 001 "Alerting i progi", seed 002 "Quality gates").
+An unknown key, or a value of the wrong type, is rejected with the file and the dotted key named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SEVERITIES = ("block", "warn", "info")
+
+
+@dataclass(frozen=True)
+class TrainingGates:
+    """G1–G3 on the metric history LLaMA-Factory logs with ``report_to: mlflow``."""
+
+    stability_keys: tuple[str, ...] = ("loss", "eval_loss", "grad_norm")  # G1: NaN/Inf anywhere blocks
+    min_loss_decrease_per_epoch: float = 5.0  # G2: % the loss must fall within each epoch (seed 001)
+    max_loss_spike_pct: float = 50.0  # G2: step-to-step loss increase, % (seed 002)
+    max_grad_norm: float = 10.0  # G2: grad_norm above this is instability (seed 002)
+    max_eval_train_ratio: float = 1.2  # G3: final eval_loss / final train loss (seed 002)
+    max_val_loss_increase: int = 3  # G3: eval_loss rising this many evaluations in a row (seed 001)
+    max_perplexity: float = 100.0  # G3: exp(eval_loss) reported, warned above (seed 002)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The ``resources`` gate on MLflow system metrics logged during training (seed 001)."""
+
+    max_gpu_memory_pct: float = 95.0
+    max_training_time_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class Quality:
+    """G4 (baseline) and G5 (task quality) on the adapter's answers to the held-out test set."""
+
+    task: str = "qa"  # qa | summarization | translation | generation: picks G5's default thresholds
+    thresholds: dict = field(default_factory=dict)  # metric -> minimum; overrides the task's defaults
+    baseline_metrics: tuple[str, ...] = ("rouge1", "rougeL", "f1")  # G4 compares these
+    min_baseline_ratio: float = 0.95  # G4: candidate >= 95% of baseline (seed 002)
+    baseline_alias: str = "production"  # registry alias compared against, when the registry has it
+    registered_model: str = ""  # registry model holding baseline_alias (default: --ftgate-promote's name)
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    extra_metrics: tuple[str, ...] = ()  # evaluate modules (local path, or a hub name where reachable)
+    test_set: str = ""  # alpaca JSON/JSONL; default: the run's recorded test file
+    max_samples: int = 0  # 0 = all rows
+    max_new_tokens: int = 32
+    determinism_samples: int = 8
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How the adapter is served: ``hf`` (embedded, CPU), ``vllm`` (GPU) or ``openai`` (running server)."""
+
+    kind: str = "hf"
+    vllm_executable: str = "vllm"
+    tensor_parallel_size: int = 1
+    extra_args: tuple[str, ...] = ()
+    base_url: str = ""  # openai: the server's root URL, e.g. http://127.0.0.1:8000/v1
+    base_model_name: str = ""  # openai: the model name that serves the base weights
+    adapter_model_name: str = ""  # openai: the model name that serves the adapter
+    dtype: str = "auto"  # hf: float32 on CPU, bfloat16 on CUDA when "auto"
+    batch_size: int = 16
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    retries: int = 3
+    startup_timeout_s: float = 900.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchTask:
+    """One lm-eval task gated against the base model."""
+
+    name: str = ""
+    metric: str = ""  # default: the task's first metric
+    num_fewshot: int = 0
+    limit: int = 0  # 0 = all documents
+    max_stderr_margin: float = 2.0  # block when candidate < base - margin * stderr
+    severity: str = "block"
+
+
+@dataclass(frozen=True)
+class Benchmarks:
+    """lm-evaluation-harness runs (seed 000 "standard benchmark", seed 002 "MMLU accuracy > baseline")."""
+
+    tasks: tuple[BenchTask, ...] = ()
+    include_path: tuple[str, ...] = ()  # directories of task YAMLs; relative to the config file
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class Data:
+    """Dataset checks (seed 003)."""
+
+    max_leakage_share: float = 0.0  # block when more test prompts than this share appear in training data
+    max_duplicate_share: float = 0.05  # warn above this share of duplicated training rows
+
+
+@dataclass(frozen=True)
+class Audit:
+    """G6, integrity and adapter format (seed 002 audit trail)."""
+
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class FtgateConfig:
+    """The whole ``ftgate.yaml``."""
+
+    training: TrainingGates = field(default_factory=TrainingGates)
+    resources: Resources = field(default_factory=Resources)
+    quality: Quality = field(default_factory=Quality)
+    engine: Engine = field(default_factory=Engine)
+    benchmarks: Benchmarks = field(default_factory=Benchmarks)
+    data: Data = field(default_factory=Data)
+    audit: Audit = field(default_factory=Audit)
+    gates: dict = field(default_factory=dict)  # gate id -> severity override, e.g. {"G5": "block"}
+    source: str = ""  # the file it came from ("" = built-in defaults)
+
+    def severity(self, gate_id: str, default: str) -> str:
+        return self.gates.get(gate_id, default)
+
+
+TASK_THRESHOLDS = {  # seed 002 "Quality Metrics"
+    "qa": {"exact_match": 0.8, "f1": 0.8},
+    "summarization": {"rouge1": 0.3, "rougeL": 0.3},
+    "translation": {"bleu": 0.3},
+    "generation": {},
+}
+
+
+def task_thresholds(q: Quality) -> dict[str, float]:
+    """G5's thresholds: the task's defaults, overridden by ``quality.thresholds``."""
+    return {**TASK_THRESHOLDS[q.task], **{k: float(v) for k, v in q.thresholds.items()}}
+
+
+def load_config(path: str | Path | None) -> FtgateConfig:
+    """Read and validate ``ftgate.yaml``; ``None`` gives the defaults."""
+    if path is None:
+        return FtgateConfig()
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found (pass an existing file to --ftgate-config)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
+    cfg = _build(FtgateConfig, data, str(p), "")
+    cfg = dataclasses.replace(cfg, source=str(p.resolve()))
+    _check_values(cfg, str(p))
+    return cfg
+
+
+def _build(cls: type, data: Any, file: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {where or 'top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"{file}: unknown key {dotted!r}{hint}")
+        kwargs[key] = _coerce(hints[key], value, file, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, file: str, dotted: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, file, dotted)
+    if origin is tuple:
+        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {dotted} must be a list, got {value!r}")
+        return tuple(_coerce(item, v, file, f"{dotted}[{i}]") for i, v in enumerate(value))
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {dotted} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{file}: {dotted} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and value != int(value)):
+            raise ConfigError(f"{file}: {dotted} must be a{'n integer' if hint is int else ' number'}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{file}: {dotted} must be a string, got {value!r}")
+        return value
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no unions in the schema yet
+        return value
+    return value
+
+
+def _check_values(cfg: FtgateConfig, file: str) -> None:
+    if cfg.quality.task not in TASK_THRESHOLDS:
+        raise ConfigError(f"{file}: quality.task {cfg.quality.task!r} is not one of {', '.join(TASK_THRESHOLDS)}")
+    if cfg.engine.kind not in ("hf", "vllm", "openai"):
+        raise ConfigError(f"{file}: engine.kind {cfg.engine.kind!r} is not one of hf, vllm, openai")
+    for gate_id, sev in cfg.gates.items():
+        if sev not in SEVERITIES:
+            raise ConfigError(f"{file}: gates.{gate_id} is {sev!r}; use one of {', '.join(SEVERITIES)}")
+    for i, t in enumerate(cfg.benchmarks.tasks):
+        if not t.name:
+            raise ConfigError(f"{file}: benchmarks.tasks[{i}].name is required")
+        if t.severity not in SEVERITIES:
+            raise ConfigError(f"{file}: benchmarks.tasks[{i}].severity {t.severity!r} is not one of {SEVERITIES}")
+    if not 0 < cfg.quality.confidence < 1:
+        raise ConfigError(f"{file}: quality.confidence must lie between 0 and 1, got {cfg.quality.confidence}")

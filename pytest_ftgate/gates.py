@@ -1,0 +1,172 @@
+"""Gate evaluation, pure: plain values in, a ``Check`` (passed, value, threshold, message) out.
+
+No pytest, no MLflow, no I/O. The training gates G1–G3 and ``resources`` read metric histories exactly as
+LLaMA-Factory logs them with ``report_to: mlflow``: ``{key: [(step, value), ...]}`` ordered by step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from .config import Resources, TrainingGates
+
+History = Mapping[str, Sequence[tuple[int, float]]]
+
+
+class GateFailure(AssertionError):
+    """Raised by a suite test when its gate does not pass; the plugin turns it into FAILED, WARN or INFO."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of evaluating one gate on one run."""
+
+    passed: bool
+    value: Any = None
+    threshold: Any = None
+    message: str = ""
+    details: dict = field(default_factory=dict)
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x).replace("nan", "NaN").replace("inf", "Inf")
+    return f"{x:.4g}"
+
+
+def stability(history: History, cfg: TrainingGates) -> Check:
+    """G1: no NaN or Inf at any step of the stability keys; an empty loss history fails."""
+    threshold = "finite at every step of " + ", ".join(cfg.stability_keys)
+    if not history.get("loss"):
+        return Check(
+            False, "no loss history", threshold,
+            "the run has no `loss` metric history: nothing shows the training was stable. LLaMA-Factory logs "
+            "`loss` every `logging_steps` when the config sets `report_to: mlflow`.",
+        )
+    bad = []
+    for key in cfg.stability_keys:
+        points = [(s, v) for s, v in history.get(key, ()) if not math.isfinite(v)]
+        if points:
+            step, value = points[0]
+            more = f" (and {len(points) - 1} more steps)" if len(points) > 1 else ""
+            bad.append(f"{key} is {_fmt(value)} at step {step}{more}")
+    if bad:
+        return Check(False, bad[0].split(" at ")[0].split(" is ")[1], threshold, "; ".join(bad),
+                     {"non_finite": bad})
+    counted = {k: len(history.get(k, ())) for k in cfg.stability_keys}
+    return Check(True, "finite", threshold,
+                 "all values finite: " + ", ".join(f"{k} ({n} steps)" for k, n in counted.items()))
+
+
+def convergence(history: History, cfg: TrainingGates) -> Check:
+    """G2: final loss below initial; loss falls each epoch; no step-to-step spike; grad_norm bounded."""
+    loss = [(s, v) for s, v in history.get("loss", ()) if math.isfinite(v)]
+    threshold = (f"final < initial; >= {cfg.min_loss_decrease_per_epoch:g}% per epoch; "
+                 f"spike <= {cfg.max_loss_spike_pct:g}%; grad_norm <= {cfg.max_grad_norm:g}")
+    if len(loss) < 2:
+        return Check(False, None, threshold, f"only {len(loss)} finite loss value(s): convergence cannot be judged")
+    initial, final = loss[0][1], loss[-1][1]
+    improvement = (initial - final) / initial * 100 if initial else 0.0
+    problems = []
+    if final >= initial:
+        problems.append(f"final loss {_fmt(final)} is not below the initial {_fmt(initial)}")
+    problems += _slow_epochs(loss, history.get("epoch", ()), cfg.min_loss_decrease_per_epoch)
+    for (s0, a), (s1, b) in zip(loss, loss[1:]):
+        if a > 0 and (b - a) / a * 100 > cfg.max_loss_spike_pct:
+            problems.append(f"loss spiked {(b - a) / a * 100:+.0f}% at step {s1} ({_fmt(a)} -> {_fmt(b)})")
+            break
+    high = [(s, v) for s, v in history.get("grad_norm", ()) if math.isfinite(v) and v > cfg.max_grad_norm]
+    if high:
+        s, v = max(high, key=lambda p: p[1])
+        problems.append(f"grad_norm {_fmt(v)} at step {s} is above {cfg.max_grad_norm:g} "
+                        f"({len(high)} step(s) above)")
+    details = {"initial_loss": initial, "final_loss": final, "improvement_pct": improvement}
+    if problems:
+        return Check(False, round(improvement, 2), threshold, "; ".join(problems), details)
+    return Check(True, round(improvement, 2), threshold,
+                 f"loss fell {improvement:.1f}% ({_fmt(initial)} -> {_fmt(final)})", details)
+
+
+def _slow_epochs(loss: Sequence[tuple[int, float]], epoch: Sequence[tuple[int, float]], min_pct: float) -> list[str]:
+    """Epoch-over-epoch: the mean loss of each epoch is at least ``min_pct`` % below the previous epoch's."""
+    if not epoch:
+        return []
+    epoch_at = dict(epoch)
+    by_epoch: dict[int, list[float]] = {}
+    for step, value in loss:
+        e = epoch_at.get(step)
+        if e is not None:
+            by_epoch.setdefault(math.ceil(e) if e > 0 else 1, []).append(value)
+    means = [(e, sum(v) / len(v)) for e, v in sorted(by_epoch.items())]
+    out = []
+    for (e0, m0), (e1, m1) in zip(means, means[1:]):
+        drop = (m0 - m1) / m0 * 100 if m0 else 0.0
+        if drop < min_pct:
+            out.append(f"epoch {e1}: mean loss fell {drop:.1f}% (< {min_pct:g}%) from epoch {e0}")
+    return out
+
+
+def generalization(history: History, cfg: TrainingGates) -> Check:
+    """G3: final eval_loss / final train loss below the ratio; eval_loss not rising N evaluations in a row."""
+    evals = [(s, v) for s, v in history.get("eval_loss", ()) if math.isfinite(v)]
+    loss = [(s, v) for s, v in history.get("loss", ()) if math.isfinite(v)]
+    threshold = f"eval/train < {cfg.max_eval_train_ratio:g}; < {cfg.max_val_loss_increase} rises in a row"
+    if not evals:
+        return Check(False, None, threshold,
+                     "the run has no `eval_loss` history: generalization cannot be judged. Set `val_size` (or an "
+                     "eval dataset) and `eval_strategy: steps` with `eval_steps` in the LLaMA-Factory config.")
+    if not loss:
+        return Check(False, None, threshold, "the run has no finite `loss` history to compare eval_loss with")
+    final_eval, final_train = evals[-1][1], loss[-1][1]
+    ratio = final_eval / final_train if final_train > 0 else math.inf
+    best_step, best = min(evals, key=lambda p: p[1])
+    perplexity = math.exp(final_eval) if final_eval < 700 else math.inf
+    problems = []
+    if ratio >= cfg.max_eval_train_ratio:
+        problems.append(f"eval/train loss ratio {_fmt(ratio)} ({_fmt(final_eval)} / {_fmt(final_train)}) "
+                        f"is not below {cfg.max_eval_train_ratio:g}")
+    run, longest, end_step = 0, 0, None
+    for (_, a), (s, b) in zip(evals, evals[1:]):
+        run = run + 1 if b > a else 0
+        if run > longest:
+            longest, end_step = run, s
+    if longest >= cfg.max_val_loss_increase:
+        problems.append(f"eval_loss rose {longest} evaluations in a row (to step {end_step}); "
+                        f"best eval_loss {_fmt(best)} at step {best_step}")
+    if perplexity > cfg.max_perplexity:
+        problems.append(f"perplexity {_fmt(perplexity)} is above {cfg.max_perplexity:g}")
+    details = {"final_eval_loss": final_eval, "final_train_loss": final_train, "ratio": ratio,
+               "perplexity": perplexity, "best_eval_step": best_step, "best_eval_loss": best,
+               "longest_eval_rise": longest}
+    if problems:
+        return Check(False, round(ratio, 4), threshold, "; ".join(problems), details)
+    return Check(True, round(ratio, 4), threshold,
+                 f"eval/train ratio {_fmt(ratio)}; perplexity {_fmt(perplexity)}; "
+                 f"best eval_loss {_fmt(best)} at step {best_step}", details)
+
+
+def resources(history: History, duration_s: float | None, cfg: Resources) -> Check:
+    """Resources (seed 001): peak GPU memory below the share, training time below the limit."""
+    threshold = f"GPU memory < {cfg.max_gpu_memory_pct:g}%; training < {cfg.max_training_time_hours:g} h"
+    system = {k: v for k, v in history.items() if k.startswith("system/")}
+    if not system:
+        return Check(False, None, threshold,
+                     "the run has no system metrics (`system/...`): start training with MLflow system metrics "
+                     "enabled (`ftgate train` does; or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true)")
+    gpu_mem = [v for k, pts in system.items() if k.endswith("memory_usage_percentage") and "gpu" in k
+               for _, v in pts]
+    peaks = {k: max(v for _, v in pts) for k, pts in system.items() if pts}
+    problems = []
+    if gpu_mem and max(gpu_mem) >= cfg.max_gpu_memory_pct:
+        problems.append(f"peak GPU memory {max(gpu_mem):.1f}% is not below {cfg.max_gpu_memory_pct:g}%")
+    hours = duration_s / 3600 if duration_s is not None else None
+    if hours is not None and hours >= cfg.max_training_time_hours:
+        problems.append(f"training took {hours:.1f} h, not under {cfg.max_training_time_hours:g} h")
+    where = f"peak GPU memory {max(gpu_mem):.1f}%" if gpu_mem else "no GPU (CPU run)"
+    value = {"gpu_memory_pct": max(gpu_mem) if gpu_mem else None, "hours": hours}
+    if problems:
+        return Check(False, value, threshold, "; ".join(problems), {"peaks": peaks})
+    took = f"{hours * 3600:.0f} s" if hours is not None else "unknown duration"
+    return Check(True, value, threshold, f"{where}; training took {took}", {"peaks": peaks})

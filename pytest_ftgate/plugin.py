@@ -1,0 +1,267 @@
+"""The only pytest hooks module: options, ini keys, parametrization over runs, gate outcomes (WARN), the
+terminal summary and the session verdict. No business logic: that lives in ``session.py`` and the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from .config import SEVERITIES, load_config
+from .errors import FtgateError
+from .gates import GateFailure
+from .session import FtgateSession, Options
+from .verdict import GateRecord
+
+SESSION_KEY = pytest.StashKey[FtgateSession]()
+GATE_KEY = pytest.StashKey[dict]()
+
+pytest_plugins = ["pytest_ftgate.fixtures"]
+
+# -- option validators: raise ArgumentTypeError quoting the bad value ---------------------------------
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _run_ref(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a run id or run name (no spaces; e.g. 3f2a9c...)")
+    return value
+
+
+def _tracking_uri(value: str) -> str:
+    if _URI.match(value) or value.startswith("databricks"):
+        return value
+    if Path(value).is_dir():
+        return Path(value).resolve().as_uri()
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a tracking URI: use http://host:port, sqlite:///path/mlflow.db or an existing directory")
+
+
+def _existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"{value!r} does not exist or is not a file")
+    return value
+
+
+def _out_dir(value: str) -> str:
+    if Path(value).exists() and not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} exists and is not a directory")
+    return value
+
+
+def _engine(value: str) -> str:
+    if value not in ("hf", "vllm", "openai"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an engine: use hf, vllm or openai")
+    return value
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is empty")
+    return value
+
+
+# name, ini key, validator, metavar, help (the default is appended)
+_OPTIONS = [
+    ("--run-id", "ftgate_run_ids", _run_ref, "ID",
+     "MLflow run id or run name to gate; repeat for several runs", "none: train and gate the bundled demo"),
+    ("--ftgate-tracking-uri", "ftgate_tracking_uri", _tracking_uri, "URI", "MLflow tracking URI",
+     "$MLFLOW_TRACKING_URI, else sqlite:///.ftgate/mlflow.db"),
+    ("--ftgate-experiment", "ftgate_experiment", _name, "NAME",
+     "MLflow experiment in which run names are looked up (and trained runs created)", "any / 'ftgate'"),
+    ("--ftgate-config", "ftgate_config", _existing_file, "PATH", "gate thresholds and suite settings (ftgate.yaml)",
+     "the thresholds of seeds 001/002"),
+    ("--ftgate-out", "ftgate_out", _out_dir, "DIR", "where verdicts, audit records and the report are written",
+     "ftgate-results"),
+    ("--ftgate-train", "ftgate_train", _existing_file, "CONFIG",
+     "LLaMA-Factory config to train (or re-use an identical finished run) and gate; repeatable", "none"),
+    ("--ftgate-test-set", "ftgate_test_set", _existing_file, "PATH",
+     "held-out test set (alpaca JSON/JSONL) for the quality gates", "the run's recorded test file"),
+    ("--ftgate-engine", "ftgate_engine", _engine, "KIND", "inference engine: hf, vllm or openai",
+     "engine.kind of ftgate.yaml (hf)"),
+    ("--ftgate-promote", "ftgate_promote", _name, "NAME",
+     "register runs that pass (or only warn) as versions of this registered model, alias 'candidate'", "off"),
+]
+_FLAGS = [
+    ("--ftgate-retrain", "ftgate_retrain", "train again even when an identical finished run exists"),
+    ("--ftgate-allow-pickle", "ftgate_allow_pickle", "accept pickle (.bin) adapters; safetensors only otherwise"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ftgate", "release gate for fine-tuned adapters (pytest-ftgate)")
+    for flag, ini, validator, metavar, help_, default in _OPTIONS:
+        repeat = flag in ("--run-id", "--ftgate-train")
+        group.addoption(flag, action="append" if repeat else "store", dest=ini, type=validator, metavar=metavar,
+                        default=None, help=f"{help_} (default: {default}; ini: {ini})")
+        parser.addini(ini, f"{help_} (same as {flag})", type="args" if repeat else "string")
+    for flag, ini, help_ in _FLAGS:
+        group.addoption(flag, action="store_true", dest=ini, default=None, help=f"{help_} (default: off; ini: {ini})")
+        parser.addini(ini, f"{help_} (same as {flag})", type="bool", default=False)
+
+
+def _value(config: pytest.Config, ini: str, validator=None):
+    """The option if given, else the ini key (validated the same way)."""
+    value = config.getoption(ini)
+    if value is not None:
+        return value
+    raw = config.getini(ini)
+    if raw in ("", [], None):
+        return None
+    if validator is None:
+        return raw
+    try:
+        return [validator(v) for v in raw] if isinstance(raw, list) else validator(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini key {ini}: {exc}") from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gate(id, name='', severity='block'): a release gate; severity is "
+                                       "block (fails the run), warn (WARN outcome) or info (reported only)")
+    vals = {ini: _value(config, ini, validator) for _, ini, validator, *_ in _OPTIONS}
+    flags = {ini: bool(_value(config, ini)) for _, ini, _ in _FLAGS}
+    options = Options(
+        run_ids=tuple(vals["ftgate_run_ids"] or ()), tracking_uri=vals["ftgate_tracking_uri"] or "",
+        experiment=vals["ftgate_experiment"] or "", config_path=vals["ftgate_config"] or "",
+        out=vals["ftgate_out"] or "ftgate-results", train=tuple(vals["ftgate_train"] or ()),
+        retrain=flags["ftgate_retrain"], test_set=vals["ftgate_test_set"] or "", engine=vals["ftgate_engine"] or "",
+        allow_pickle=flags["ftgate_allow_pickle"], promote=vals["ftgate_promote"] or "", root=str(config.rootpath),
+    )
+    try:
+        cfg = load_config(options.config_path or None)
+    except FtgateError as exc:
+        raise pytest.UsageError(f"--ftgate-config: {exc}") from None
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    echo = (lambda m: reporter.write_line(m)) if reporter else print
+    config.stash[SESSION_KEY] = FtgateSession(options=options, cfg=cfg, echo=echo)
+
+
+def ftgate_session(config: pytest.Config) -> FtgateSession:
+    return config.stash[SESSION_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ft_run" not in metafunc.fixturenames:
+        return
+    sess = ftgate_session(metafunc.config)
+    try:
+        refs = sess.run_refs()
+    except FtgateError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    metafunc.parametrize("ft_run", refs, ids=[r.test_id for r in refs], indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    sess = ftgate_session(config)
+    for item in items:
+        marker = item.get_closest_marker("gate")
+        if marker is not None:
+            _gate_spec(item, marker, sess)  # validates the marker early, naming the test
+        ref = _run_param(item)
+        if ref is not None and marker is not None:
+            sess.expected[ref.key] = sess.expected.get(ref.key, 0) + 1
+
+
+def _run_param(item: pytest.Item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("ft_run") if callspec is not None else None
+
+
+def _gate_spec(item: pytest.Item, marker: pytest.Mark, sess: FtgateSession) -> dict:
+    if not marker.args:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.gate needs a gate id, e.g. gate('G1')")
+    gate_id = str(marker.args[0])
+    severity = sess.cfg.severity(gate_id, marker.kwargs.get("severity", "block"))
+    if severity not in SEVERITIES:
+        raise pytest.UsageError(f"{item.nodeid}: gate severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    return {"id": gate_id, "name": marker.kwargs.get("name", item.originalname), "severity": severity}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    marker = item.get_closest_marker("gate")
+    if marker is None or report.when == "teardown":
+        return report
+    sess = ftgate_session(item.config)
+    spec = {**_gate_spec(item, marker, sess), **item.stash.get(GATE_KEY, {}).get("override", {})}
+    check = item.stash.get(GATE_KEY, {}).get("check")
+    soft = spec["severity"] in ("warn", "info")
+    gate_failed = call.excinfo is not None and call.excinfo.errisinstance(GateFailure)
+    if report.when == "call" and report.failed and soft and gate_failed:
+        report.outcome = "passed"  # a failed warn/info gate is not a test failure ...
+        report.ftgate_soft = spec["severity"]  # ... it gets its own outcome (WARN) in terminal and report
+        report.sections.append(("ftgate " + spec["severity"], str(call.excinfo.value)))
+        report.longrepr = None
+    if report.when == "setup" and report.passed:
+        return report
+    outcome = _outcome(report, call, gate_failed or (check is not None and not check.passed))
+    message = check.message if check is not None else _exc_message(call)
+    record = GateRecord(
+        id=spec["id"], name=spec["name"], severity=spec["severity"], outcome=outcome,
+        value=getattr(check, "value", None), threshold=getattr(check, "threshold", None),
+        message=message, test=item.nodeid, details=getattr(check, "details", {}) or {},
+    )
+    report.user_properties.append(("ftgate_gate", record))
+    ref = _run_param(item)
+    if ref is not None:
+        sess.record(ref.key, record)
+    return report
+
+
+def _outcome(report: pytest.TestReport, call: pytest.CallInfo, gate_failed: bool) -> str:
+    if report.skipped:
+        return "skipped"
+    if report.when == "setup":
+        return "error"
+    if gate_failed:
+        return "failed"
+    if report.failed:
+        return "failed" if call.excinfo is not None and call.excinfo.errisinstance(AssertionError) else "error"
+    return "passed"
+
+
+def _exc_message(call: pytest.CallInfo) -> str:
+    if call.excinfo is None:
+        return ""
+    exc = call.excinfo.value
+    if isinstance(exc, FtgateError):
+        return str(exc)
+    if isinstance(exc, pytest.skip.Exception):
+        return str(exc.msg)
+    return call.excinfo.exconly()[:2000]
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    soft = getattr(report, "ftgate_soft", None)
+    if report.when == "call" and soft == "warn":
+        return "warn", "W", ("WARN", {"yellow": True})
+    if report.when == "call" and soft == "info":
+        return "info", "i", ("INFO", {"cyan": True})
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    sess = session.config.stash.get(SESSION_KEY, None)
+    if sess is None or not sess.verdicts:
+        return
+    sess.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if sess.any_block() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run without a decision is not releasable
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    sess = config.stash.get(SESSION_KEY, None)
+    if sess is None or not sess.verdicts:
+        return
+    terminalreporter.section("ftgate release verdicts")
+    for line in sess.summary_lines():
+        markup = {"red": True} if line.startswith("BLOCK") else {"yellow": True} if line.startswith("WARN") else (
+            {"green": True} if line.startswith("PASS") else {})
+        terminalreporter.write_line(line, **markup)
+    terminalreporter.write_line(f"verdicts: {sess.out / 'verdicts'}")

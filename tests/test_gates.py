@@ -1,0 +1,106 @@
+"""Unit tests of gate evaluation (pure code: no pytest plugin, no MLflow)."""
+
+import math
+
+from pytest_ftgate import gates
+from pytest_ftgate.config import Resources, TrainingGates
+
+from . import histories as H
+
+T = TrainingGates()
+
+
+def test_a_clean_history_passes_every_training_gate():
+    h = H.clean()
+    assert gates.stability(h, T).passed
+    assert gates.convergence(h, T).passed, gates.convergence(h, T).message
+    assert gates.generalization(h, T).passed, gates.generalization(h, T).message
+
+
+def test_a_nan_in_the_last_step_blocks_stability_and_names_the_step():
+    check = gates.stability(H.nan_in_last_step(), T)
+    assert not check.passed
+    assert "loss is NaN at step 200" in check.message
+
+
+def test_an_inf_grad_norm_mid_run_fails_stability():
+    check = gates.stability(H.inf_grad_norm_mid_run(), T)
+    assert not check.passed and "grad_norm is Inf at step 100" in check.message
+
+
+def test_an_empty_loss_history_is_a_failure_not_a_pass():
+    check = gates.stability({}, T)
+    assert not check.passed and "no `loss` metric history" in check.message
+
+
+def test_a_flat_loss_fails_convergence_with_the_improvement_in_percent():
+    check = gates.convergence(H.flat_loss(), T)
+    assert not check.passed
+    assert "not below the initial" in check.message or "mean loss fell" in check.message
+    assert isinstance(check.value, float)
+
+
+def test_a_clean_run_reports_its_loss_improvement():
+    check = gates.convergence(H.clean(), T)
+    assert check.value > 90 and "loss fell" in check.message
+
+
+def test_a_loss_spike_above_fifty_percent_fails_convergence():
+    h = H.with_point(H.clean(), "loss", 150, 3.0)
+    check = gates.convergence(h, T)
+    assert not check.passed and "spiked" in check.message and "step 150" in check.message
+
+
+def test_a_grad_norm_above_ten_fails_convergence():
+    h = H.with_point(H.clean(), "grad_norm", 60, 12.5)
+    check = gates.convergence(h, T)
+    assert not check.passed and "grad_norm 12.5 at step 60" in check.message
+
+
+def test_an_epoch_whose_loss_barely_falls_fails_convergence():
+    h = H.clean()
+    h["loss"] = [(s, 6.0 - 0.001 * s) for s, _ in h["loss"]]
+    check = gates.convergence(h, T)
+    assert not check.passed and "epoch 2: mean loss fell" in check.message
+
+
+def test_eval_loss_rising_four_times_in_a_row_fails_generalization_naming_the_best_step():
+    check = gates.generalization(H.eval_loss_rising_four_times(), T)
+    assert not check.passed
+    assert "rose 4 evaluations in a row" in check.message
+    assert "best eval_loss 0.5 at step 100" in check.message
+
+
+def test_an_eval_train_ratio_of_one_and_a_half_fails_generalization():
+    check = gates.generalization(H.eval_train_ratio(1.5), T)
+    assert not check.passed and check.value == 1.5
+    assert check.details["perplexity"] == math.exp(check.details["final_eval_loss"])
+
+
+def test_a_run_without_eval_loss_fails_generalization_and_says_how_to_log_it():
+    h = H.clean()
+    del h["eval_loss"]
+    check = gates.generalization(h, T)
+    assert not check.passed and "val_size" in check.message
+
+
+def test_thresholds_come_from_the_config():
+    h = H.eval_train_ratio(1.5)
+    assert gates.generalization(h, TrainingGates(max_eval_train_ratio=2.0)).passed
+
+
+def test_resources_pass_on_a_cpu_run_and_fail_above_the_gpu_memory_share():
+    assert gates.resources(H.clean(), 31.5, Resources()).passed
+    h = {**H.clean(), "system/gpu_0_memory_usage_percentage": [(0, 50.0), (1, 97.0)]}
+    check = gates.resources(h, 31.5, Resources())
+    assert not check.passed and "97.0%" in check.message
+
+
+def test_resources_fail_when_training_took_longer_than_the_limit():
+    check = gates.resources(H.clean(), 25 * 3600, Resources())
+    assert not check.passed and "25.0 h" in check.message
+
+
+def test_resources_fail_when_no_system_metrics_were_logged():
+    h = {k: v for k, v in H.clean().items() if not k.startswith("system/")}
+    assert not gates.resources(h, 1.0, Resources()).passed
