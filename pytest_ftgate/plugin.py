@@ -197,6 +197,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.ftgate_soft = spec["severity"]  # ... it gets its own outcome (WARN) in terminal and report
         report.sections.append(("ftgate " + spec["severity"], str(call.excinfo.value)))
         report.longrepr = None
+    if gate_failed and report.when == "call" and report.failed:
+        report.longrepr = str(call.excinfo.value)  # the gate's message, not a traceback into the recorder
     if report.when == "setup" and report.passed:
         return report
     outcome = _outcome(report, call, gate_failed or (check is not None and not check.passed))
