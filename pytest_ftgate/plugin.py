@@ -5,6 +5,7 @@ terminal summary and the session verdict. No business logic: that lives in ``ses
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
@@ -73,7 +74,7 @@ _OPTIONS = [
     ("--ftgate-experiment", "ftgate_experiment", _name, "NAME",
      "MLflow experiment in which run names are looked up (and trained runs created)", "any / 'ftgate'"),
     ("--ftgate-config", "ftgate_config", _existing_file, "PATH", "gate thresholds and suite settings (ftgate.yaml)",
-     "the thresholds of seeds 001/002"),
+     "<rootdir>/ftgate.yaml if present, else the thresholds of seeds 001/002"),
     ("--ftgate-out", "ftgate_out", _out_dir, "DIR", "where verdicts, audit records and the report are written",
      "ftgate-results"),
     ("--ftgate-train", "ftgate_train", _existing_file, "CONFIG",
@@ -131,6 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
         retrain=flags["ftgate_retrain"], test_set=vals["ftgate_test_set"] or "", engine=vals["ftgate_engine"] or "",
         allow_pickle=flags["ftgate_allow_pickle"], promote=vals["ftgate_promote"] or "", root=str(config.rootpath),
     )
+    if not options.config_path and (config.rootpath / "ftgate.yaml").is_file():
+        options = dataclasses.replace(options, config_path=str(config.rootpath / "ftgate.yaml"))
     try:
         cfg = load_config(options.config_path or None)
     except FtgateError as exc:
