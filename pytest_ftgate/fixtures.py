@@ -11,6 +11,7 @@ import pytest
 
 from .config import FtgateConfig
 from .gates import Check, GateFailure
+from .errors import RunUnavailable
 from .runs import RunRecord
 from .session import FtgateSession
 
@@ -65,7 +66,11 @@ def ft_run(request: pytest.FixtureRequest, ftgate_session: FtgateSession) -> Run
     ref = getattr(request, "param", None)
     if ref is None:
         pytest.fail("ft_run is parametrized by pytest-ftgate; request it from a test under the suites", False)
-    return ftgate_session.load(ref)
+    try:
+        return ftgate_session.load(ref)
+    except RunUnavailable as exc:
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)  # an error of this run's gates, without a traceback
 
 
 @pytest.fixture
@@ -79,3 +84,140 @@ def gate(request: pytest.FixtureRequest) -> GateRecorder:
     store: dict[str, Any] = {}
     request.node.stash[GATE_KEY] = store
     return GateRecorder(store, str(marker.args[0]), marker.kwargs.get("name", request.node.originalname))
+
+
+# --- audit and data fixtures (issue 6) ---
+@pytest.fixture(scope="session")
+def audit_record(ft_run: RunRecord, ftgate_session: FtgateSession, tmp_path_factory: pytest.TempPathFactory):
+    """The run's audit record (artifact ``audit/audit_record.json``) as a ``compliance.LoadedRecord``, read once
+    per run. Never raises: a missing or corrupt record comes back with ``problem`` set, which G6 reports and the
+    gates that need the record error on (naming it), while the other gates go on."""
+    from . import compliance
+
+    return compliance.load_record(ftgate_session.store, ft_run.run_id, tmp_path_factory.mktemp("audit"),
+                                  ft_run.params)
+
+
+@pytest.fixture(scope="session")
+def adapter_artifact_dir(ft_run: RunRecord, ftgate_session: FtgateSession, audit_record,
+                         tmp_path_factory: pytest.TempPathFactory):
+    """The run's adapter artifact as stored on the run (what would be released), downloaded; None if absent."""
+    from . import compliance
+
+    return compliance.download_adapter(ftgate_session.store, ft_run.run_id, audit_record.record,
+                                       tmp_path_factory.mktemp("adapter"))
+
+
+@pytest.fixture(scope="session")
+def datasets(audit_record, ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
+    """The run's data files (``data.DataFile``) from the audit record's lineage; the test split is
+    ``--ftgate-test-set`` / ``quality.test_set`` when given. DataError when the run records no lineage."""
+    from pathlib import Path
+
+    from . import data
+    from .errors import DataError
+
+    if audit_record.record is None:
+        raise DataError(f"the run's datasets are unknown: {audit_record.problem} (see gate G6); the data checks "
+                        "read the lineage recorded there")
+    inputs = audit_record.record.get("input_artifacts") or {}
+    test_set = ftgate_session.options.test_set or ftgate_config.quality.test_set
+    return data.from_lineage(inputs.get("datasets") or [], (inputs.get("dataset_info") or {}).get("path"),
+                             test_set, Path(ftgate_session.options.root))
+
+
+@pytest.fixture(scope="session")
+def data_scan(datasets, ftgate_config: FtgateConfig):
+    """One streaming pass over the run's data files, shared by the schema, pii, leakage and duplicates gates."""
+    from . import data
+
+    return data.scan(datasets, ftgate_config.data.pii_kinds, ftgate_config.data.max_listed)
+
+
+# --- serving and scoring fixtures (issue 4) ---
+@pytest.fixture(scope="session")
+def engine_pool(ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
+    """One engine per base model for the whole session (kind: --ftgate-engine, else engine.kind), shared by every
+    run on that base; every engine (and server process tree) is stopped at session end."""
+    from .serve import EnginePool
+
+    cfg = ftgate_config
+    pool = EnginePool(ftgate_session.options.engine or cfg.engine.kind, cfg.engine,
+                      log_dir=ftgate_session.out / "logs",
+                      allow_pickle=ftgate_session.options.allow_pickle or cfg.audit.allow_pickle,
+                      trust_remote_code=cfg.audit.trust_remote_code)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def prediction_cache(ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
+    """The on-disk prediction cache (``quality.cache_dir``, default ``<rootdir>/.ftgate/cache``); None when off."""
+    from pathlib import Path
+
+    from .serve.cache import PredictionCache
+
+    q = ftgate_config.quality
+    if not q.cache:
+        yield None
+        return
+    cache = PredictionCache(q.cache_dir or Path(ftgate_session.options.root) / ".ftgate" / "cache")
+    yield cache
+    cache.close()
+
+
+@pytest.fixture(scope="session")
+def base_model(ft_run: RunRecord, audit_record, adapter) -> str:
+    """The run's base model: the audit record's path, else its ``model_name_or_path``, else the adapter's."""
+    from . import predict
+
+    return predict.base_model_path(audit_record.record, ft_run.params, adapter)
+
+
+@pytest.fixture(scope="session")
+def engine(engine_pool, base_model: str, adapter, ft_run: RunRecord):
+    """The engine serving this run's base model, with its adapter attached as ``run-<run_id>``."""
+    from . import predict
+
+    return engine_pool.get(base_model, {predict.adapter_name(ft_run.run_id): adapter})
+
+
+@pytest.fixture(scope="session")
+def test_set(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, audit_record):
+    """The held-out test set (``predict.TestSet``): --ftgate-test-set / quality.test_set, else the run's recorded
+    test file (hash-checked against the audit record)."""
+    from . import predict
+
+    q = ftgate_config.quality
+    return predict.resolve_test_set(ftgate_session.options.test_set or q.test_set, audit_record.record,
+                                    q.max_samples)
+
+
+@pytest.fixture(scope="session")
+def scorer(test_set, adapter, base_model: str, prediction_cache, ftgate_config: FtgateConfig):
+    """Prompts, greedy settings and the cache shared by every model scored for this run."""
+    from . import predict
+
+    return predict.Scorer.create(test_set, adapter, base_model, ftgate_config.quality, ftgate_config.engine.seed,
+                                 prediction_cache)
+
+
+@pytest.fixture(scope="session")
+def predictions(engine, scorer, base_model: str, adapter, ft_run: RunRecord):
+    """The adapter's greedy answers to the test set, scored (``predict.Answers``)."""
+    from . import predict
+
+    return scorer.answers("candidate", engine, predict.adapter_name(ft_run.run_id), base_model, adapter)
+
+
+@pytest.fixture(scope="session")
+def baseline(engine, engine_pool, scorer, base_model: str, ft_run: RunRecord, ftgate_session: FtgateSession,
+             ftgate_config: FtgateConfig, tmp_path_factory: pytest.TempPathFactory):
+    """The base model's answers on the same prompts, and the registry's ``production`` version's when there is
+    one (``predict.Baselines``)."""
+    from . import predict
+
+    q = ftgate_config.quality
+    return predict.baselines(scorer, engine, engine_pool, base_model, ftgate_session.store, ft_run.run_id,
+                             q.registered_model or ftgate_session.options.promote, q.baseline_alias,
+                             tmp_path_factory.mktemp("production"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -141,6 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     echo = (lambda m: reporter.write_line(m)) if reporter else print
     config.stash[SESSION_KEY] = FtgateSession(options=options, cfg=cfg, echo=echo)
+    config.pluginmanager.register(_ReportHooks(config), "ftgate-report")  # issue 7: report, attestation, registry
 
 
 def ftgate_session(config: pytest.Config) -> FtgateSession:
@@ -236,7 +238,7 @@ def _exc_message(call: pytest.CallInfo) -> str:
     exc = call.excinfo.value
     if isinstance(exc, FtgateError):
         return str(exc)
-    if isinstance(exc, pytest.skip.Exception):
+    if isinstance(exc, (pytest.skip.Exception, pytest.fail.Exception)):
         return str(exc.msg)
     return call.excinfo.exconly()[:2000]
 
@@ -270,3 +272,111 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             {"green": True} if line.startswith("PASS") else {})
         terminalreporter.write_line(line, **markup)
     terminalreporter.write_line(f"verdicts: {sess.out / 'verdicts'}")
+
+
+# --- report hooks (issue 7) ---
+class _ReportHooks:
+    """The compliance report in pytest-html (default ``<out>/report.html``, self-contained, sections expanded,
+    WARN/INFO counted, ids escaped) and what follows it: report.json, summary.md, the report's sha256 in each
+    verdict, attestations, promotion. Only for sessions that gate runs; the work is in publish.py/report.py."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.html = None  # pytest-html's report plugin when this session configured it
+        self.data = None  # pytest-html's ReportData (from pytest_html_report_title)
+        self.columns = False
+        self.publisher = None
+        self.lines: list[str] = []
+
+    def _gating(self) -> bool:
+        sess = self.config.stash.get(SESSION_KEY, None)
+        return sess is not None and bool(sess.verdicts)
+
+    def _pub(self):
+        if self.publisher is None:
+            from .publish import Publisher
+
+            sess = ftgate_session(self.config)
+            self.publisher = Publisher(sess, list(self.config.invocation_params.args), echo=sess.echo)
+        return self.publisher
+
+    def _default_html(self, session: pytest.Session) -> bool:
+        """``--html=<out>/report.html --self-contained-html`` unless the user chose a path. Configured once
+        collection shows that the session gates runs (pytest-html only reads --html in pytest_configure)."""
+        config = self.config
+        if (config.option.collectonly or hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("html")
+                or getattr(config.option, "htmlpath", None)):
+            return False
+        from pytest_html import plugin as html_plugin
+        from pytest_html.basereport import BaseReport
+
+        config.option.htmlpath = str(ftgate_session(config).out / "report.html")
+        config.option.self_contained_html = True
+        html_plugin.pytest_configure(config)
+        self.html = next(p for p in config.pluginmanager.get_plugins() if isinstance(p, BaseReport))
+        self.html.pytest_sessionstart(session)
+        self.html.pytest_collection_finish(session)
+        return True
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._gating():
+            self._default_html(session)
+            if self.data is not None and not self.columns:
+                from .report import HTML_COLUMNS
+
+                self.data.table_header[2:2] = HTML_COLUMNS
+                self.columns = True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int):
+        late = self._gating() and self.html is None and self._default_html(session)  # interrupted in collection
+        try:
+            return (yield)
+        finally:
+            if self._gating():
+                try:
+                    if late:
+                        self.html.pytest_sessionfinish(session)
+                    path = getattr(self.config.option, "htmlpath", None)
+                    html_path = (Path.cwd() / Path(os.path.expandvars(path)).expanduser() if path
+                                 else ftgate_session(self.config).out / "report.html")
+                    self.lines = self._pub().finish(html_path, session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                                                    write_html=not path)
+                except Exception as exc:  # the verdicts are on disk; say loudly what is missing
+                    self.lines = [f"ftgate: the report could not be completed: {type(exc).__name__}: {exc}"]
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        for line in self.lines:
+            terminalreporter.write_line(line)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_report_title(self, report) -> None:
+        self.data = report
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report, cells: list) -> None:
+        if not self.columns:
+            return
+        from .report import html_row
+
+        record = next((v for k, v in getattr(report, "user_properties", []) if k == "ftgate_gate"), None)
+        soft = getattr(report, "ftgate_soft", None) if report.when == "call" else None
+        runs = ftgate_session(self.config).verdicts.values()
+        run = next((v.run_name for v in runs if record is not None and any(g.test == record.test for g in v.gates)),
+                   "")
+        test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
+        cells[:] = html_row(cells, self._pub().redactor.text(test_id), record, run, soft)
+        if soft and self.data is not None:
+            self.data.outcomes.setdefault(soft, {"label": soft.capitalize(), "value": 0})["value"] += 1
+            self.data.outcomes["passed"]["value"] -= 1  # pytest-html counts the row as passed next
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list, session: pytest.Session):
+        if not self._gating():
+            return
+        from .report import adapt_html_report
+
+        prefix.append(self._pub().html(session.exitstatus == pytest.ExitCode.INTERRUPTED))
+        if self.data is not None:
+            adapt_html_report(self.data, self.config.getini("render_collapsed"), self._pub().redactor)
+

@@ -4,8 +4,10 @@ artifacts, write tags and artifacts. mlflow is imported lazily (``pytest --help`
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,10 @@ class RunStore:
         except RunUnavailable:
             raise
         except MlflowException as exc:
+            if _unreachable(exc):
+                raise RunUnavailable(ref, f"the tracking store {self.tracking_uri} does not answer (connection "
+                                          "refused or timed out): start the server or fix --ftgate-tracking-uri"
+                                     ) from None
             raise RunUnavailable(ref, f"the tracking store {self.tracking_uri} failed: {_first_line(exc)}") from None
         except Exception as exc:  # connection refused, DNS, sqlite path, ...
             raise RunUnavailable(ref, f"the tracking store {self.tracking_uri} does not answer: "
@@ -152,7 +158,7 @@ class RunStore:
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         points = self.client.get_metric_history(run_id, key)
-        return [(int(m.step), float(m.value)) for m in sorted(points, key=lambda m: (m.step, m.timestamp))]
+        return [(int(m.step), _restore_inf(float(m.value))) for m in sorted(points, key=lambda m: (m.step, m.timestamp))]
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         """Every artifact file path under ``path`` (recursively)."""
@@ -174,6 +180,19 @@ class RunStore:
 
     def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(local_path), artifact_path)
+
+
+def _unreachable(exc: Exception) -> bool:
+    text = str(exc)
+    return any(m in text for m in ("Max retries exceeded", "Connection refused", "NewConnectionError",
+                                   "Read timed out", "ConnectTimeout"))
+
+
+def _restore_inf(value: float) -> float:
+    """MLflow's SQL stores keep +/-Inf as the largest finite float (sanitize_metric_value): undo that."""
+    if abs(value) == sys.float_info.max:
+        return math.copysign(math.inf, value)
+    return value
 
 
 def _first_line(exc: object) -> str:
