@@ -58,6 +58,12 @@ class Quality:
     max_samples: int = 0  # 0 = all rows
     max_new_tokens: int = 32
     determinism_samples: int = 8
+    prompt_format: str = "chat"  # chat: messages through the chat template saved with the adapter; raw: plain text
+    require_significant_regression: bool = False  # G4 blocks only when the bootstrap CI lies wholly below 0
+    rouge_stemmer: bool = False  # Porter stemming in ROUGE (rouge-score's use_stemmer)
+    cache: bool = True  # reuse predictions keyed by engine, base and adapter digests, generation params, prompt
+    cache_dir: str = ""  # default: <rootdir>/.ftgate/cache
+    report_samples: int = 50  # rows of the per-sample table kept in the verdict (0 = all)
 
 
 @dataclass(frozen=True)
@@ -78,18 +84,21 @@ class Engine:
     retries: int = 3
     startup_timeout_s: float = 900.0
     seed: int = 0
+    port: int = 0  # vllm: the port to bind on 127.0.0.1 (0 = a free one)
+    base_model_url: str = ""  # openai: a second server for the base weights (llamafactory-cli api serves one model)
+    api_key_env: str = ""  # openai: environment variable holding the server's API key
 
 
 @dataclass(frozen=True)
 class BenchTask:
     """One lm-eval task gated against the base model."""
 
-    name: str = ""
-    metric: str = ""  # default: the task's first metric
+    name: str = ""  # an lm-eval task or group (mmlu, arc_easy, ...) or a task of benchmarks.include_path
+    metric: str = ""  # default: the task's first metric ("acc" or lm-eval's key "acc,none")
     num_fewshot: int = 0
     limit: int = 0  # 0 = all documents
-    max_stderr_margin: float = 2.0  # block when candidate < base - margin * stderr
-    severity: str = "block"
+    max_stderr_margin: float = 2.0  # block when candidate < base - margin * sqrt(se_candidate^2 + se_base^2)
+    severity: str = "block"  # of gate bench:<name> (gates.bench:<name> in this file overrides it too)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,11 @@ class Benchmarks:
 
     tasks: tuple[BenchTask, ...] = ()
     include_path: tuple[str, ...] = ()  # directories of task YAMLs; relative to the config file
-    batch_size: int = 16
+    batch_size: int = 16  # never "auto" on CPU (lm-eval probes for minutes)
+    backend: str = "auto"  # hf | vllm | local-completions | auto (from engine.kind; openai -> local-completions)
+    bootstrap_iters: int = 1000  # lm-eval's bootstrap for stderrs of non-mean metrics (its default: 100000)
+    cache: bool = True  # reuse results keyed by adapter/base digests, task config and data digests, settings
+    cache_dir: str = ""  # default: <rootdir>/.ftgate/bench-cache; relative to the config file
 
 
 @dataclass(frozen=True)
@@ -107,14 +120,18 @@ class Data:
 
     max_leakage_share: float = 0.0  # block when more test prompts than this share appear in training data
     max_duplicate_share: float = 0.05  # warn above this share of duplicated training rows
+    pii_kinds: tuple[str, ...] = ("email", "phone", "iban", "card", "pesel", "dni", "ssn")  # pii.KINDS to detect
+    max_listed: int = 20  # rows named per file and kind in a verdict (counts are always complete)
 
 
 @dataclass(frozen=True)
 class Audit:
     """G6, integrity and adapter format (seed 002 audit trail)."""
 
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
+    allow_pickle: bool = False  # accept pickle (.bin) adapter weights (also --ftgate-allow-pickle)
+    trust_remote_code: bool = False  # accept trust_remote_code: true / a base model with auto_map
+    reproducibility_steps: int = 0  # > 0: re-train this many steps from the recorded config and seed (slow)
+    reproducibility_rtol: float = 1e-3  # relative tolerance of the re-trained loss against the recorded one
 
 
 @dataclass(frozen=True)
@@ -228,5 +245,7 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
             raise ConfigError(f"{file}: benchmarks.tasks[{i}].name is required")
         if t.severity not in SEVERITIES:
             raise ConfigError(f"{file}: benchmarks.tasks[{i}].severity {t.severity!r} is not one of {SEVERITIES}")
+    if cfg.quality.prompt_format not in ("chat", "raw"):
+        raise ConfigError(f"{file}: quality.prompt_format {cfg.quality.prompt_format!r} is not one of chat, raw")
     if not 0 < cfg.quality.confidence < 1:
         raise ConfigError(f"{file}: quality.confidence must lie between 0 and 1, got {cfg.quality.confidence}")

@@ -221,3 +221,16 @@ def baseline(engine, engine_pool, scorer, base_model: str, ft_run: RunRecord, ft
     return predict.baselines(scorer, engine, engine_pool, base_model, ftgate_session.store, ft_run.run_id,
                              q.registered_model or ftgate_session.options.promote, q.baseline_alias,
                              tmp_path_factory.mktemp("production"))
+
+
+# --- benchmark fixtures (issue 5) ---
+@pytest.fixture(scope="session")
+def bench_runner(ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
+    """lm-eval runs of ``benchmarks.tasks`` (``bench.BenchRunner``): task catalog, result cache, and the models
+    kept loaded between tasks, freed at session end."""
+    from . import bench
+
+    runner = bench.runner_for(ftgate_config, ftgate_session.options.engine, ftgate_session.options.root,
+                              ftgate_session.out / "bench", echo=ftgate_session.echo)
+    yield runner
+    runner.close()

@@ -1,0 +1,137 @@
+"""Benchmark of the embedded hf engine: predictions per second batched vs one prompt at a time, vs lm-eval's hf backend
+on the same model, prompts and greedy settings (side by side, one run), and the speed-up of a prediction-cache hit.
+
+Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
+each with a LoRA adapter (the trained demo adapter when .ftgate/train/demo holds one, else random non-zero LoRA).
+On a GPU the hf engine also runs in bfloat16. Usage: .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pytest_ftgate import demo, predict  # noqa: E402
+from pytest_ftgate.config import Engine  # noqa: E402
+from pytest_ftgate.serve import create_engine  # noqa: E402
+from pytest_ftgate.serve.base import GenParams, Prompt  # noqa: E402
+from pytest_ftgate.serve.cache import PredictionCache  # noqa: E402
+
+MID = dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+           max_position_embeddings=256, tie_word_embeddings=False)
+
+
+def random_lora(base: Path, dst: Path, r: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear",
+                                     init_lora_weights=False)).save_pretrained(dst)
+    return dst
+
+
+def mid_model(dst: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = demo.build_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, **MID)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(dst)
+    tok.save_pretrained(dst)
+    return dst
+
+
+def models(work: Path) -> list[tuple[str, Path, Path]]:
+    base = demo.ensure_demo_base(demo.default_base_dir(ROOT))
+    trained = ROOT / ".ftgate" / "train" / "demo"
+    demo_adapter = trained if (trained / "adapter_config.json").is_file() else random_lora(base, work / "demo-lora", 8)
+    mid = mid_model(work / "mid")
+    return [("demo base + adapter", base, demo_adapter), ("mid (~23M) + LoRA r16", mid,
+                                                            random_lora(mid, work / "mid-lora", 16))]
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def ours(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int, dtype: str = "auto"):
+    engine = create_engine("hf", base, Engine(batch_size=batch, dtype=dtype))
+    engine.add_adapter("a", adapter)
+    engine.generate(prompts[:2], "a", GenParams(max_new_tokens=tokens))  # warm-up
+    return timed(lambda: engine.generate(prompts, "a", GenParams(max_new_tokens=tokens)))
+
+
+def lm_eval_hf(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(base), peft=str(adapter), batch_size=batch, device="cpu", dtype="float32")
+    reqs = [Instance("generate_until", {}, (p.text, {"until": [], "max_gen_toks": tokens, "do_sample": False}), i)
+            for i, p in enumerate(prompts)]
+    lm.generate_until(reqs[:2], disable_tqdm=True)
+    return timed(lambda: lm.generate_until(reqs, disable_tqdm=True))
+
+
+def cache_speedup(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, work: Path) -> tuple[float, float]:
+    engine = create_engine("hf", base, Engine(batch_size=16))
+    engine.add_adapter("a", adapter)
+    cache = PredictionCache(work / "cache")
+    weights = {"base_sha256": predict.dir_digest(base, cache), "adapter_sha256": predict.dir_digest(adapter, cache)}
+    params = GenParams(max_new_tokens=tokens)
+    (_, cached_first, _), cold = timed(lambda: predict.predict(engine, "a", prompts, params, weights, cache))
+    (_, cached_second, _), warm = timed(lambda: predict.predict(engine, "a", prompts, params, weights, cache))
+    assert cached_first == 0 and cached_second == len(prompts)
+    return cold, warm
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64, help="prompts (the demo test set, repeated as needed)")
+    ap.add_argument("--tokens", type=int, default=32, help="max new tokens (greedy)")
+    args = ap.parse_args(argv)
+    import torch
+
+    rows = demo.reverse_rows()["test"]
+    prompts = [Prompt((("user", f"{r['instruction']}\n{r['input']}"),), raw=True)
+               for r in (rows * (args.n // len(rows) + 1))[: args.n]]
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}; "
+          f"{args.n} prompts, greedy, max {args.tokens} new tokens")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for label, base, adapter in models(work):
+            print(f"\n== {label}")
+            batched, t_b = ours(base, adapter, prompts, args.tokens, 16)
+            single, t_1 = ours(base, adapter, prompts, args.tokens, 1)
+            theirs, t_l = lm_eval_hf(base, adapter, prompts, args.tokens, 16)
+            same = sum(a.strip() == b.strip() for a, b in zip(batched, theirs))
+            print(f"  hf engine, batch 16      {args.n / t_b:8.1f} predictions/s  ({t_b:.2f} s)")
+            print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s)  "
+                  f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {sum(a == b for a, b in zip(batched, single))}"
+                  f"/{args.n}")
+            print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s)  "
+                  f"answers equal to ours: {same}/{args.n}")
+            if torch.cuda.is_available():
+                _, t_g = ours(base, adapter, prompts, args.tokens, 16, dtype="bfloat16")
+                print(f"  hf engine, bf16 on GPU   {args.n / t_g:8.1f} predictions/s  ({t_g:.2f} s)")
+            cold, warm = cache_speedup(base, adapter, prompts, args.tokens, work / label.split()[0])
+            print(f"  cache: cold {cold:.2f} s, all hits {warm * 1000:.1f} ms  -> x{cold / warm:.0f} faster")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,615 @@
+"""lm-evaluation-harness runs of an adapter and of its base model, their result cache, and the pure gate comparing
+them (``bench:<task>``). No pytest; lm_eval, torch and mlflow are imported inside the functions that need them.
+
+Backends: ``hf`` (transformers + ``peft=<adapter>``, CPU or one GPU), ``vllm`` (in process, ``lora_local_path``
+with ``max_lora_rank`` from ``adapter_config.json``) and ``local-completions`` (a running OpenAI-compatible server
+whose ``/v1/completions`` returns prompt logprobs with ``echo``). Tasks come from ``benchmarks.include_path``
+(indexed without lm-eval's ~14,700 built-in tasks) and, only when a name is not found there, from the built-ins.
+Results are cached on disk keyed by the weights' digests, the task's config and data digests and the settings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import BenchTask, FtgateConfig
+from .errors import BenchmarkError, ConfigError
+from .gates import Check
+
+BACKENDS = ("auto", "hf", "vllm", "local-completions")
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+CACHE_SCHEMA = 1
+_LOCAL_LOADERS = ("json", "csv", "parquet", "text", "arrow")  # dataset_path values that read data_files
+
+
+# -- settings and the two sides ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    """How lm-eval is run: the resolved backend and what changes its numbers (part of every cache key)."""
+
+    backend: str = "hf"  # hf | vllm | local-completions
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 16
+    bootstrap_iters: int = 1000
+    seed: int = 0
+    trust_remote_code: bool = False
+    tensor_parallel_size: int = 1
+    base_url: str = ""  # local-completions: the candidate's server (full /v1/completions URL)
+    base_model_url: str = ""  # local-completions: the base model's server ("" = base_url)
+    adapter_served: str = ""  # local-completions: served model names
+    base_served: str = ""
+    api_key_env: str = ""
+    concurrency: int = 1
+    retries: int = 3
+    timeout_s: float = 120.0
+
+    def key(self) -> dict:
+        return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "seed": self.seed,
+                "bootstrap_iters": self.bootstrap_iters}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model evaluated: the base model alone, or the base model with the run's adapter."""
+
+    label: str  # "candidate" | "base"
+    base_model: str
+    base_sha256: str
+    adapter: str = ""
+    adapter_sha256: str = ""
+
+    def key(self) -> dict:
+        return {"base_model_sha256": self.base_sha256, "adapter_sha256": self.adapter_sha256 or None}
+
+
+def completions_url(url: str) -> str:
+    """lm-eval's ``base_url`` is the full ``/v1/completions`` URL; accept a server root or ``.../v1`` too."""
+    u = url.rstrip("/")
+    if u.endswith("/completions"):
+        return u
+    return u + ("/completions" if u.endswith("/v1") else "/v1/completions")
+
+
+def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | None = None) -> Settings:
+    """The settings of ``ftgate.yaml`` (``benchmarks`` and ``engine``); ``engine_kind`` is ``--ftgate-engine``."""
+    b, e = cfg.benchmarks, cfg.engine
+    where = cfg.source or "ftgate.yaml"
+    if b.backend not in BACKENDS:
+        raise ConfigError(f"{where}: benchmarks.backend {b.backend!r} is not one of {', '.join(BACKENDS)}")
+    if b.batch_size < 1:
+        raise ConfigError(f"{where}: benchmarks.batch_size must be a positive integer (never auto on CPU: lm-eval "
+                          f"probes for minutes), got {b.batch_size}")
+    backend = b.backend
+    if backend == "auto":
+        backend = {"openai": "local-completions", "vllm": "vllm"}.get(engine_kind or e.kind, "hf")
+    if backend == "local-completions" and not e.base_url:
+        raise ConfigError(f"{where}: benchmarks.backend local-completions needs engine.base_url (the server's root "
+                          "URL, e.g. http://127.0.0.1:8000/v1) and engine.adapter_model_name / base_model_name")
+    if cuda is None:
+        cuda = backend == "vllm" or (backend == "hf" and _cuda_available())
+    dtype = e.dtype if e.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    return Settings(
+        backend=backend, device="cuda" if cuda else "cpu", dtype=dtype, batch_size=b.batch_size,
+        bootstrap_iters=b.bootstrap_iters, seed=e.seed, trust_remote_code=cfg.audit.trust_remote_code,
+        tensor_parallel_size=e.tensor_parallel_size,
+        base_url=completions_url(e.base_url) if e.base_url else "",
+        base_model_url=completions_url(e.base_model_url) if e.base_model_url else "",
+        adapter_served=e.adapter_model_name, base_served=e.base_model_name, api_key_env=e.api_key_env,
+        concurrency=e.concurrency, retries=e.retries, timeout_s=e.timeout_s)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def vllm_lora_rank(adapter_dir: str | Path) -> int:
+    """``max_lora_rank`` for vLLM: the adapter's largest rank rounded up to a value vLLM accepts (lm-eval: 16)."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"{path}: cannot read the adapter's config ({exc})") from None
+    if cfg.get("modules_to_save"):
+        raise BenchmarkError(
+            f"{path}: the adapter fully trains {cfg['modules_to_save']} (modules_to_save); vLLM only serves LoRA "
+            "adapters without modules_to_save. Merge it (llamafactory-cli export) and benchmark the merged model, "
+            "or set benchmarks.backend: hf")
+    rank = max([int(cfg.get("r") or 8), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
+    return next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
+
+
+def model_args(s: Settings, side: Side) -> tuple[str, dict]:
+    """lm-eval's model type and ``model_args`` for one side."""
+    if s.backend == "hf":
+        args = {"pretrained": side.base_model, "dtype": s.dtype, "device": s.device,
+                "trust_remote_code": s.trust_remote_code}
+        return "hf", {**args, "peft": side.adapter} if side.adapter else args
+    if s.backend == "vllm":
+        args = {"pretrained": side.base_model, "dtype": s.dtype, "tensor_parallel_size": s.tensor_parallel_size,
+                "seed": s.seed, "trust_remote_code": s.trust_remote_code}
+        if side.adapter:
+            args.update(lora_local_path=side.adapter, max_lora_rank=vllm_lora_rank(side.adapter))
+        return "vllm", args
+    name = s.adapter_served if side.adapter else s.base_served
+    if not name:
+        which = "adapter_model_name" if side.adapter else "base_model_name"
+        raise BenchmarkError(f"local-completions: engine.{which} is empty: name the model the server serves for "
+                             f"the {side.label}")
+    args = {"model": name, "base_url": (s.base_model_url or s.base_url) if not side.adapter else s.base_url,
+            # tokenizer_backend=auto would ask the hub; the base model's own tokenizer is local
+            "tokenizer_backend": "huggingface", "tokenizer": side.base_model, "num_concurrent": s.concurrency,
+            "max_retries": s.retries, "timeout": int(s.timeout_s), "seed": s.seed}
+    if s.api_key_env and os.environ.get(s.api_key_env):
+        args["auth_token"] = os.environ[s.api_key_env]
+    return "local-completions", args
+
+
+# -- tasks -----------------------------------------------------------------------------------------------
+class TaskCatalog:
+    """Task names -> lm-eval tasks; the built-in index (~10 s) is only built when a name is not in include_path."""
+
+    def __init__(self, include_paths: Sequence[str | Path] = ()):
+        self.include_paths = [Path(p) for p in include_paths]
+        self._managers: dict[bool, Any] = {}
+
+    def manager(self, defaults: bool) -> Any:
+        if defaults not in self._managers:
+            from lm_eval.tasks import TaskManager
+
+            for p in self.include_paths:
+                if not p.is_dir():
+                    raise BenchmarkError(f"benchmarks.include_path {str(p)!r} is not a directory of task YAMLs")
+            self._managers[defaults] = TaskManager(include_path=[str(p) for p in self.include_paths] or None,
+                                                   include_defaults=defaults)
+        return self._managers[defaults]
+
+    def find(self, name: str) -> tuple[Any, Any]:
+        """(TaskManager, index entry) for ``name``; BenchmarkError with the closest names when unknown."""
+        for defaults in (False, True):
+            tm = self.manager(defaults)
+            entry = tm.task_index.get(name)
+            if entry is not None:
+                if entry.kind.name == "TAG":
+                    raise BenchmarkError(f"lm-eval name {name!r} is a tag of {len(entry.tags)} tasks without an "
+                                         f"aggregate score; gate them one by one: {', '.join(sorted(entry.tags)[:20])}")
+                return tm, entry
+        close = difflib.get_close_matches(name, tm.all_tasks, n=6, cutoff=0.6)
+        hint = f"; closest names: {', '.join(close)}" if close else ""
+        where = ", ".join(str(p) for p in self.include_paths) or "no benchmarks.include_path"
+        raise BenchmarkError(f"unknown lm-eval task {name!r}{hint} (searched {where} and lm-eval's built-in tasks; "
+                             "`lm-eval ls tasks` lists them)")
+
+    def load(self, name: str) -> tuple[Any, dict]:
+        """(TaskManager, ``TaskManager.load`` result) with fresh task objects; data problems name the path."""
+        tm, entry = self.find(name)
+        spec: Any = name
+        if entry.kind.name == "TASK" and entry.yaml_path is not None:
+            spec = task_config(Path(entry.yaml_path))
+        try:
+            return tm, tm.load([spec])
+        except BenchmarkError:
+            raise
+        except Exception as exc:
+            raise BenchmarkError(_data_error(name, entry, exc)) from exc
+
+
+def task_config(yaml_path: Path) -> dict:
+    """A task YAML with its local ``data_files`` made absolute (relative ones are read next to the YAML)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    cfg = load_yaml(yaml_path, resolve_func=True)
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    files = kwargs.get("data_files")
+    if files is None or cfg.get("dataset_path") not in _LOCAL_LOADERS:
+        return cfg
+
+    def fix(p: str) -> str:
+        if Path(p).is_absolute() or any(c in p for c in "*?[") or "://" in p:
+            return p
+        here = (yaml_path.parent / p).resolve()
+        if not here.exists():
+            raise BenchmarkError(f"task {cfg.get('task')!r} ({yaml_path}): data file {here} does not exist "
+                                 f"(dataset_kwargs.data_files {p!r} is read relative to the task YAML)")
+        return str(here)
+
+    if isinstance(files, dict):
+        kwargs["data_files"] = {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in files.items()}
+    else:
+        kwargs["data_files"] = [fix(x) for x in files] if isinstance(files, list) else fix(files)
+    return {**cfg, "dataset_kwargs": kwargs}
+
+
+def _data_error(name: str, entry: Any, exc: Exception) -> str:
+    source = f" ({entry.yaml_path})" if getattr(entry, "yaml_path", None) else ""
+    text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if isinstance(exc, FileNotFoundError) or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+        cache = os.environ.get("HF_DATASETS_CACHE") or "~/.cache/huggingface/datasets"
+        return (f"task {name!r}{source}: its data could not be loaded ({text}). Offline (HF_DATASETS_OFFLINE=1) a "
+                f"hub dataset must already be in the datasets cache ({cache}); or point the task's dataset_path / "
+                "dataset_kwargs.data_files at local files")
+    return f"task {name!r}{source} could not be built by lm-eval: {text}"
+
+
+def top_level(loaded: dict) -> list:
+    """The task/group objects a load produced, without their children (what simple_evaluate is given)."""
+    children = {c for names in loaded.get("group_map", {}).values() for c in names}
+    items = {**loaded["groups"], **loaded["tasks"]}
+    return [obj for name, obj in items.items() if name not in children]
+
+
+def task_fingerprint(loaded: dict) -> dict:
+    """What identifies a task's numbers: versions, the full configs and the sha256 of each local data file."""
+    from .audit import prefixed, sha256_file
+
+    configs, data = {}, {}
+    for name, task in sorted(loaded["tasks"].items()):
+        cfg = task.dump_config()
+        cfg.get("metadata", {}).pop("config_source", None)
+        configs[name] = cfg
+        files = (cfg.get("dataset_kwargs") or {}).get("data_files") or {}
+        paths = files.values() if isinstance(files, dict) else [files]
+        for p in [x for v in paths for x in (v if isinstance(v, list) else [v])]:
+            data[str(p)] = prefixed(sha256_file(p)) if Path(str(p)).is_file() else "not a local file"
+    versions = {n: str(t.VERSION) for n, t in loaded["tasks"].items()}
+    versions.update({n: str(g.version) for n, g in loaded["groups"].items()})
+    blob = json.dumps({"configs": configs, "groups": loaded.get("group_map", {})}, sort_keys=True, default=str)
+    return {"versions": dict(sorted(versions.items())), "config_sha256": _sha(blob), "data": data}
+
+
+def _sha(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- results -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricValue:
+    name: str  # lm-eval's key, e.g. "acc,none"
+    value: float
+    stderr: float | None  # None: lm-eval reported N/A
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One side's lm-eval result for one configured task, as stored in the cache."""
+
+    task: str
+    side: str
+    data: dict  # results, versions, n-shot, higher_is_better, n-samples, configs, config, git_hash, ftgate
+    samples_path: str = ""  # JSONL of lm-eval's per-sample log
+    cached: bool = False
+
+    @property
+    def scores(self) -> dict:
+        return self.data["results"].get(self.task, {})
+
+    def metric_names(self) -> list[str]:
+        return [k for k, v in self.scores.items() if "," in k and "_stderr," not in k and _number(v) is not None]
+
+    def metric(self, name: str = "") -> MetricValue:
+        """The named metric ("acc" or "acc,none"); the task's first metric when ``name`` is empty."""
+        names = self.metric_names()
+        if not names:
+            raise BenchmarkError(f"lm-eval reported no metric for {self.task!r} on the {self.side}: "
+                                 f"{sorted(self.scores)}")
+        key = names[0] if not name else name if name in names else next(
+            (n for n in names if n.split(",")[0] == name), "")
+        if not key:
+            raise BenchmarkError(f"task {self.task!r} has no metric {name!r}; it reports {', '.join(names)} "
+                                 "(set benchmarks.tasks[].metric to one of them)")
+        base, _, filt = key.partition(",")
+        hib = self.data.get("higher_is_better", {}).get(self.task, {}).get(base)
+        if hib is None:  # a group's metrics: look the direction up in any of its tasks
+            hib = next((m[base] for m in self.data.get("higher_is_better", {}).values() if base in m), True)
+        return MetricValue(key, float(self.scores[key]), _number(self.scores.get(f"{base}_stderr,{filt}")),
+                           bool(hib))
+
+
+def _number(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+class ResultCache:
+    """lm-eval results on disk: ``<dir>/<key>.json`` plus ``<key>.samples.jsonl``, written atomically."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+
+    def get(self, key: str) -> tuple[dict, str] | None:
+        path = self.dir / f"{key}.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        samples = self.dir / f"{key}.samples.jsonl"
+        return (data, str(samples)) if data.get("ftgate", {}).get("cache_key") == key and samples.is_file() else None
+
+    def put(self, key: str, data: dict, samples_path: str) -> str:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        dst = self.dir / f"{key}.samples.jsonl"
+        _atomic(dst, Path(samples_path).read_bytes())
+        _atomic(self.dir / f"{key}.json", json.dumps(data, indent=1, default=str).encode())
+        return str(dst)
+
+
+def _atomic(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(payload)
+    os.replace(tmp, path)
+
+
+# -- running ---------------------------------------------------------------------------------------------------
+class BenchRunner:
+    """Evaluates (task, side) pairs: from the cache, else with lm-eval on a model kept loaded for the next task."""
+
+    def __init__(self, settings: Settings, catalog: TaskCatalog, cache: ResultCache | None, work_dir: str | Path,
+                 echo: Callable[[str], None] = print, git_dir: str | Path | None = None):
+        self.settings = settings
+        self.catalog = catalog
+        self.cache = cache
+        self.work_dir = Path(work_dir)
+        self.echo = echo
+        self.git_hash = _git_commit(git_dir) if git_dir else None
+        self._lms: OrderedDict[str, Any] = OrderedDict()
+        self._memo: Any = None
+        self.evaluations = 0  # lm-eval runs done (cache misses), for the tests and the benchmark
+
+    def sides(self, base_model: str, adapter: str) -> tuple[Side, Side]:
+        """(candidate, base) for a run, with the digests of their files (memoised per path for the session)."""
+        b = self._digest(base_model)
+        return Side("candidate", base_model, b, adapter, self._digest(adapter)), Side("base", base_model, b)
+
+    def _digest(self, path: str) -> str:
+        """The audit record's digest of a directory (``ftgate.adapter_sha256``, ``base_model.hash``)."""
+        from . import audit
+
+        if not Path(path).is_dir():
+            raise BenchmarkError(f"{path}: not a local model directory; lm-eval's hf and vllm backends load "
+                                 "local weights here (no hub at run time)")
+        self._memo = self._memo or audit.HashMemo()  # sha256 per file, remembered by size and mtime
+        return audit.digest_files(audit.tree_files(path, self._memo))
+
+    def evaluate(self, task: BenchTask, side: Side) -> TaskResult:
+        _tm, loaded = self.catalog.load(task.name)
+        parts = {"schema": CACHE_SCHEMA, "lm_eval": _lm_eval_version(), "task": task.name,
+                 "num_fewshot": task.num_fewshot, "limit": task.limit or None, **self.settings.key(), **side.key(),
+                 "task_fingerprint": task_fingerprint(loaded)}
+        if self.settings.backend == "local-completions":  # the weights behind a server are not ours to hash
+            parts["served"] = model_args(self.settings, side)[1]["model"]
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+        hit = self.cache.get(key) if self.cache else None
+        if hit:
+            return TaskResult(task.name, side.label, hit[0], hit[1], cached=True)
+        data, samples = self._run(task, side, loaded, _tm)
+        data["ftgate"] = {"cache_key": key, "key": parts, "side": side.label, **side.key(),
+                          "task_sha256": parts["task_fingerprint"]["config_sha256"]}
+        if self.cache:
+            samples = self.cache.put(key, data, samples)
+        return TaskResult(task.name, side.label, data, samples)
+
+    def _run(self, task: BenchTask, side: Side, loaded: dict, tm: Any) -> tuple[dict, str]:
+        import lm_eval
+
+        lm = self._lm(side)
+        t0 = time.monotonic()
+        try:
+            res = lm_eval.simple_evaluate(
+                model=lm, tasks=top_level(loaded), task_manager=tm, num_fewshot=task.num_fewshot,
+                limit=task.limit or None, batch_size=self.settings.batch_size, log_samples=True,
+                bootstrap_iters=self.settings.bootstrap_iters, random_seed=self.settings.seed)
+        except Exception as exc:
+            raise BenchmarkError(f"lm-eval failed on task {task.name!r} for the {side.label} "
+                                 f"({type(exc).__name__}: {_first_line(exc)})") from exc
+        self.evaluations += 1
+        samples = res.pop("samples", {}) or {}
+        data = {k: res.get(k) for k in ("results", "versions", "n-shot", "higher_is_better", "n-samples",
+                                        "group_subtasks", "configs", "config", "git_hash", "lm_eval_version",
+                                        "transformers_version", "date")}
+        # lm-eval leaves these empty for local paths (it asks the hub): ours are the files' digests
+        args = {k: v for k, v in model_args(self.settings, side)[1].items() if k != "auth_token"}
+        data["config"] = {**(data["config"] or {}), "model_sha": side.base_sha256, "model_args": args}
+        if side.adapter:
+            data["config"]["peft_sha"] = side.adapter_sha256
+        data["git_hash"] = data.get("git_hash") or self.git_hash
+        data["wall_s"] = round(time.monotonic() - t0, 3)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=f"{task.name}.{side.label}.", suffix=".jsonl", dir=self.work_dir)
+        with os.fdopen(fd, "w") as fh:
+            for name, rows in samples.items():
+                for row in rows:
+                    fh.write(json.dumps({"task": name, **row}, default=_json_default) + "\n")
+        return json.loads(json.dumps(data, default=_json_default)), path
+
+    def _lm(self, side: Side) -> Any:
+        """The lm-eval model for ``side``, kept for the next task (two at most: a run's candidate and its base)."""
+        kind, args = model_args(self.settings, side)
+        key = json.dumps([kind, args], sort_keys=True, default=str)
+        if key in self._lms:
+            self._lms.move_to_end(key)
+            return self._lms[key]
+        while len(self._lms) >= (1 if kind == "vllm" else 2):
+            self._release(self._lms.popitem(last=False)[1])
+        from lm_eval.api.registry import get_model
+
+        try:
+            lm = get_model(kind).create_from_arg_obj(args, {"batch_size": self.settings.batch_size})
+        except Exception as exc:
+            raise BenchmarkError(f"lm-eval could not load the {side.label} with the {kind} backend "
+                                 f"({type(exc).__name__}: {_first_line(exc)}); model_args: {args}") from exc
+        self._lms[key] = lm
+        return lm
+
+    @staticmethod
+    def _release(lm: Any) -> None:
+        import gc
+
+        del lm
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # pragma: no cover - best effort
+            pass
+
+    def close(self) -> None:
+        while self._lms:
+            self._release(self._lms.popitem()[1])
+
+
+def _json_default(o: Any) -> Any:
+    from lm_eval.utils import handle_non_serializable
+
+    return handle_non_serializable(o)
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+def _git_commit(path: str | Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+# -- the gate and what goes to MLflow -------------------------------------------------------------------
+def regression(task: str, candidate: TaskResult, base: TaskResult, metric: str = "", margin: float = 2.0) -> Check:
+    """``bench:<task>``: the adapter's metric is not worse than the base model's by more than ``margin`` standard
+    errors of the difference, sqrt(se_candidate² + se_base²) from lm-eval's stderrs (N/A counts as 0)."""
+    c, b = candidate.metric(metric), base.metric(metric or candidate.metric().name)
+    se = math.sqrt((c.stderr or 0.0) ** 2 + (b.stderr or 0.0) ** 2)
+    diff = c.value - b.value
+    worse_by = -diff if c.higher_is_better else diff
+    allowed = margin * se
+    bound = b.value - allowed if c.higher_is_better else b.value + allowed
+    threshold = f"{'>=' if c.higher_is_better else '<='} {bound:.4g} (base {b.value:.4g} " \
+                f"{'-' if c.higher_is_better else '+'} {margin:g} x stderr {se:.4g})"
+    name = c.name.removesuffix(",none")
+    details = {"task": task, "metric": c.name, "candidate": c.value, "base": b.value, "difference": diff,
+               "stderr": se, "candidate_stderr": c.stderr, "base_stderr": b.stderr, "margin": margin,
+               "higher_is_better": c.higher_is_better, "num_fewshot": candidate.data.get("n-shot", {}).get(
+                   candidate.task), "n": candidate.data.get("n-samples", {}).get(candidate.task),
+               "cached": {"candidate": candidate.cached, "base": base.cached},
+               "provenance": {s.side: s.data.get("ftgate", {}).get("cache_key") for s in (candidate, base)}}
+    if c.stderr is None or b.stderr is None:
+        details["note"] = "lm-eval reported no stderr for one side; it counts as 0"
+    line = f"{name} {c.value:.4g} (adapter) vs {b.value:.4g} (base): difference {diff:+.4g}, stderr {se:.4g}"
+    if worse_by > allowed:
+        return Check(False, round(c.value, 6), threshold,
+                     f"{task}: regression against the base model: {line}; worse by more than {margin:g} x stderr "
+                     f"= {allowed:.4g}", details)
+    return Check(True, round(c.value, 6), threshold, f"{task}: {line} (within {margin:g} x stderr)", details)
+
+
+def metric_key(task: str, metric: str) -> str:
+    """``bench.<task>.<metric>`` (``acc,none`` -> ``acc``; other filters kept: ``exact_match.strict-match``)."""
+    base, _, filt = metric.partition(",")
+    raw = f"bench.{task}.{base}" + (f".{filt}" if filt and filt != "none" else "")
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in raw)
+
+
+def log_to_run(store: Any, run_id: str, task: str, candidate: TaskResult, base: TaskResult,
+               work_dir: str | Path) -> str:
+    """Metrics ``bench.<task>.<metric>`` (+ ``_stderr``, + ``.base``), the per-sample log ``bench/<task>.jsonl``
+    and both results ``bench/<task>.json`` on the run. Returns "" or what failed: MLflow down must not fail a gate."""
+    try:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = []
+        for name in candidate.metric_names():
+            m = candidate.metric(name)
+            metrics.append(Metric(metric_key(task, name), m.value, now, 0))
+            if m.stderr is not None:
+                metrics.append(Metric(metric_key(task, name) + "_stderr", m.stderr, now, 0))
+        for name in base.metric_names():
+            metrics.append(Metric(metric_key(task, name) + ".base", base.metric(name).value, now, 0))
+        store.client.log_batch(run_id, metrics=metrics)
+        out = Path(tempfile.mkdtemp(prefix="bench-", dir=_mkdir(work_dir)))
+        safe = metric_key(task, "x").removeprefix("bench.").removesuffix(".x")
+        with open(out / f"{safe}.jsonl", "w") as fh:
+            for res in (candidate, base):
+                for line in Path(res.samples_path).read_text().splitlines():
+                    fh.write(json.dumps({"model": res.side, **json.loads(line)}) + "\n")
+        (out / f"{safe}.json").write_text(json.dumps({r.side: r.data for r in (candidate, base)}, indent=1))
+        store.log_artifact(run_id, out / f"{safe}.jsonl", "bench")
+        store.log_artifact(run_id, out / f"{safe}.json", "bench")
+    except Exception as exc:
+        return f"not written to MLflow run {run_id}: {type(exc).__name__}: {_first_line(exc)}"
+    return ""
+
+
+def _mkdir(path: str | Path) -> Path:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+# -- what the suite calls ----------------------------------------------------------------------------------
+def gate_specs(cfg: FtgateConfig) -> list[tuple[str, str, str, BenchTask]]:
+    """(label, gate id ``bench:<label>``, severity, task) per configured task; a repeated name is labelled by its
+    few-shot count (``mmlu@5shot``)."""
+    names = [t.name for t in cfg.benchmarks.tasks]
+    out, seen = [], set()
+    for t in cfg.benchmarks.tasks:
+        label = t.name if names.count(t.name) == 1 else f"{t.name}@{t.num_fewshot}shot"
+        label = label if label not in seen else f"{label}#{len(seen)}"
+        seen.add(label)
+        out.append((label, f"bench:{label}", cfg.severity(f"bench:{label}", t.severity), t))
+    return out
+
+
+def runner_for(cfg: FtgateConfig, engine_kind: str, root: str | Path, work_dir: str | Path,
+               echo: Callable[[str], None] = print) -> BenchRunner:
+    """The session's runner: paths of ``benchmarks`` relative to the config file (to ``root`` without one)."""
+    here = Path(cfg.source).parent if cfg.source else Path(root)
+    b = cfg.benchmarks
+    cache = ResultCache(here / b.cache_dir if b.cache_dir else Path(root) / ".ftgate" / "bench-cache") \
+        if b.cache else None
+    return BenchRunner(settings_from_config(cfg, engine_kind), TaskCatalog([here / p for p in b.include_path]),
+                       cache, work_dir, echo, git_dir=here)
+
+
+def run_gate(runner: BenchRunner, label: str, task: BenchTask, base_model: str, adapter: str | Path,
+             store: Any = None, run_id: str = "") -> Check:
+    """Evaluate ``task`` on the adapter and on its base model, gate the difference, log both to the run."""
+    candidate, base = runner.sides(str(base_model), str(adapter))
+    cand = runner.evaluate(task, candidate)
+    ref = runner.evaluate(task, base)
+    check = regression(label, cand, ref, task.metric, task.max_stderr_margin)
+    if store is not None and run_id:
+        problem = log_to_run(store, run_id, label, cand, ref, runner.work_dir)
+        if problem:
+            runner.echo(f"ftgate: bench:{label}: results {problem}")
+        check.details["mlflow"] = problem or "logged"
+    return check

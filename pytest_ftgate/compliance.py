@@ -1,0 +1,452 @@
+"""Verification on top of the audit record (seeds 002/003): G6 completeness, integrity (adapter, dataset and config
+files re-hashed against their recorded sha256), adapter format (safetensors vs pickle, trust_remote_code) and the
+comparison of a re-trained loss history with the recorded one.
+
+Pure file work: no pytest, and no mlflow import (``load_record`` reads through a ``RunStore`` it is handed). It
+never writes the record; ``audit.py`` builds it at training time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .audit import REQUIRED_FIELDS, digest_files, digest_text, prefixed
+from .audit import sha256_file as _sha256_hex
+from .errors import IntegrityError
+from .gates import Check
+
+AUDIT_ARTIFACT = "audit/audit_record.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+WRAPPER_HINT = ("train through pytest-ftgate's wrapper, which records it: `ftgate train <config.yaml>` or "
+                "`pytest suites --ftgate-train <config.yaml>`")
+
+# G6 requires audit.REQUIRED_FIELDS (the writer's contract) and a checkpoints list ("?": it may be empty when the
+# config saves none); "a[]" = every element of list a. The run's lineage params are required as well.
+REQUIRED = (*REQUIRED_FIELDS, "training_record.checkpoints?")
+LINEAGE_PARAMS = ("ftgate.config_sha256", "ftgate.dataset_sha256", "ftgate.base_model_sha256",
+                  "ftgate.adapter_sha256")
+SECTIONS = {
+    "input_artifacts": "input artifacts (base model, datasets, config, each with a sha256)",
+    "training_record": "training record (timeline, steps, epochs, checkpoints, metrics summary)",
+    "output_artifacts": "output artifacts (adapter files with their sha256)",
+    "reproducibility": "reproducibility (seeds, environment, hardware, determinism)",
+    "run": "lineage params of the run (ftgate.*_sha256, logged at training)",
+}
+
+
+@dataclass(frozen=True)
+class LoadedRecord:
+    """The audit record of a run, or why there is none (``problem``): G6 reports it, other gates error on it."""
+
+    record: dict | None
+    source: str = AUDIT_ARTIFACT
+    problem: str = ""
+    params: dict | None = None  # the run's params, to say what a plain LLaMA-Factory run does have
+
+
+def parse_record(text: bytes | str, source: str = AUDIT_ARTIFACT) -> LoadedRecord:
+    """Parse the record's JSON; invalid JSON or a non-object comes back as ``problem`` naming the artifact."""
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return LoadedRecord(None, source, f"the audit record {source} is not valid JSON ({exc}): it is corrupt or "
+                                          "truncated; the run cannot be audited")
+    if not isinstance(record, dict):
+        return LoadedRecord(None, source, f"the audit record {source} is a JSON {type(record).__name__}, not an "
+                                          "object: the run cannot be audited")
+    return LoadedRecord(record, source)
+
+
+def load_record(store: Any, run_id: str, dst: Path, params: dict | None = None) -> LoadedRecord:
+    """Download and parse ``audit/audit_record.json`` of a run; never raises (the problem is returned)."""
+    source = f"{AUDIT_ARTIFACT} of run {run_id}"
+    try:
+        present = AUDIT_ARTIFACT in store.list_artifacts(run_id, "audit")
+    except Exception as exc:  # the store being down is a problem of this gate, reported with the reason
+        return LoadedRecord(None, source, f"the artifacts of run {run_id} cannot be listed: {type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0] if str(exc) else ''}", params)
+    if not present:
+        return LoadedRecord(None, source, f"the run has no audit record (artifact {AUDIT_ARTIFACT})", params)
+    try:
+        local = store.download(run_id, AUDIT_ARTIFACT, dst)
+        loaded = parse_record(Path(local).read_bytes(), source)
+    except Exception as exc:
+        return LoadedRecord(None, source, f"{source} cannot be downloaded: {type(exc).__name__}: {exc}", params)
+    return LoadedRecord(loaded.record, source, loaded.problem, params)
+
+
+def require_record(loaded: LoadedRecord) -> dict:
+    """The record, or IntegrityError naming why there is none (the gates that need it error; G6 fails)."""
+    if loaded.record is None:
+        raise IntegrityError(f"no usable audit record ({loaded.problem}); see gate G6")
+    return loaded.record
+
+
+def download_adapter(store: Any, run_id: str, record: dict | None, dst: Path) -> Path | None:
+    """The run's adapter artifact (``output_artifacts.adapter.artifact_path``, else ``adapter``) downloaded into
+    ``dst``; None when the run has none."""
+    adapter = ((record or {}).get("output_artifacts") or {}).get("adapter") or {}
+    artifact = adapter.get("artifact_path") or "adapter"
+    if not store.list_artifacts(run_id, artifact):
+        return None
+    return Path(store.download(run_id, artifact, dst))
+
+
+def training_config(record: dict, base_dir: Path | None = None) -> dict:
+    """The LLaMA-Factory config the run was trained with: the content stored in the record, else its file."""
+    import yaml
+
+    config = (record.get("input_artifacts") or {}).get("config") or {}
+    text = config.get("content")
+    if not isinstance(text, str) and config.get("file") and _resolve(config["file"], base_dir).is_file():
+        text = _resolve(config["file"], base_dir).read_text(encoding="utf-8")
+    try:
+        loaded = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+# -- G6 -----------------------------------------------------------------------------------------------
+def missing_fields(record: dict, params: dict | None = None) -> list[str]:
+    """Dotted paths of the REQUIRED fields that are absent, null or empty (list elements by index), hashes that
+    are not "sha256:<hex>", and, when ``params`` are given, the run's missing lineage params."""
+    missing: list[str] = []
+    for path in REQUIRED:
+        missing += [m for m in _missing(record, path.rstrip("?").split("."), "", path.endswith("?"))
+                    if m not in missing]
+    for where, value in _hash_fields(record):
+        if where not in missing and not (isinstance(value, str) and _HASH.match(value)):
+            missing.append(f"{where} (not 'sha256:<64 hex digits>': {str(value)[:20]!r})")
+    if params is not None:
+        missing += [f"run param {k}" for k in LINEAGE_PARAMS if not params.get(k)]
+    return missing
+
+
+def _missing(node: Any, parts: list[str], prefix: str, may_be_empty: bool) -> list[str]:
+    key, rest = parts[0], parts[1:]
+    each = key.endswith("[]")
+    key = key.removesuffix("[]")
+    where = f"{prefix}.{key}" if prefix else key
+    value = node.get(key) if isinstance(node, dict) else None
+    if value is None or value == "" or (value in ([], {}) and not (may_be_empty and not rest)):
+        return [where]
+    if not rest:
+        return []
+    if each:
+        if not isinstance(value, list):
+            return [where]
+        return [m for i, item in enumerate(value) for m in _missing(item, rest, f"{where}[{i}]", may_be_empty)]
+    return _missing(value, rest, where, may_be_empty)
+
+
+def _hash_fields(record: dict) -> list[tuple[str, Any]]:
+    inputs, out = record.get("input_artifacts") or {}, []
+    if isinstance(inputs, dict):
+        for key, sub in (("base_model", "hash"), ("config", "sha256"), ("dataset_info", "sha256")):
+            if isinstance(inputs.get(key), dict) and inputs[key].get(sub) is not None:
+                out.append((f"input_artifacts.{key}.{sub}", inputs[key][sub]))
+        for i, d in enumerate(inputs.get("datasets") or []):
+            if isinstance(d, dict) and d.get("sha256") is not None:
+                out.append((f"input_artifacts.datasets[{i}].sha256", d["sha256"]))
+    adapter = (record.get("output_artifacts") or {}).get("adapter") or {}
+    for i, f in enumerate(adapter.get("files") or [] if isinstance(adapter, dict) else []):
+        if isinstance(f, dict) and f.get("sha256") is not None:
+            out.append((f"output_artifacts.adapter.files[{i}].sha256", f["sha256"]))
+    return out
+
+
+def completeness(loaded: LoadedRecord, run_id: str) -> Check:
+    """G6: the record exists, parses, belongs to this run and documents every REQUIRED field."""
+    threshold = "100% of the audit fields (seed 002)"
+    if loaded.record is None:
+        return Check(False, "no audit record", threshold, _no_record_message(loaded), {"problem": loaded.problem})
+    missing = missing_fields(loaded.record, loaded.params)
+    if loaded.record.get("run_id") not in (None, "", run_id):
+        missing.append(f"run_id (the record is of run {loaded.record['run_id']}, not of {run_id})")
+    total = len(REQUIRED) + len(_hash_fields(loaded.record))
+    share = round(100 * (1 - min(len(missing), total) / total), 1)
+    if missing:
+        by_section: dict[str, list[str]] = {}
+        for m in missing:
+            by_section.setdefault(m.split(".")[0].split(" ")[0], []).append(m)
+        named = "; ".join(f"{SECTIONS.get(s, s)}: {', '.join(ms)}" for s, ms in by_section.items())
+        return Check(False, f"{share}%", threshold,
+                     f"the audit record {loaded.source} lacks {len(missing)} field(s): {named}. Re-train so that "
+                     f"they are recorded ({WRAPPER_HINT})", {"missing": missing})
+    n_data = len(loaded.record["input_artifacts"]["datasets"])
+    n_files = len(loaded.record["output_artifacts"]["adapter"]["files"])
+    return Check(True, "100%", threshold, f"the audit record is complete: {n_data} dataset(s), {n_files} adapter "
+                                          "file(s), every hash recorded", {"missing": []})
+
+
+def _no_record_message(loaded: LoadedRecord) -> str:
+    if "no audit record" not in loaded.problem:
+        return loaded.problem
+    have = [k for k in ("seed", "data_seed", "num_train_epochs", "learning_rate") if k in (loaded.params or {})]
+    found = f" The run only has LLaMA-Factory's training arguments ({', '.join(have)}, ...) and metrics." if have \
+        else ""
+    return (f"{loaded.problem}: it was not trained with pytest-ftgate's wrapper (plain LLaMA-Factory with "
+            f"`report_to: mlflow` logs metrics and training arguments only).{found} Missing: "
+            + "; ".join(SECTIONS.values()) + f". To add them, {WRAPPER_HINT}")
+
+
+# -- integrity ----------------------------------------------------------------------------------------
+def sha256_file(path: str | Path) -> str:
+    """"sha256:<hex>" of a file's bytes, hashed now: no memo (a tamper check must not trust size and mtime)."""
+    return prefixed(_sha256_hex(path))
+
+
+def dataset_sha256(path: str | Path) -> str:
+    """A dataset's digest as training records it: the file's sha256, or one digest over a folder's files."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+        return digest_files([{"name": f.relative_to(p).as_posix(), "sha256": _sha256_hex(f)} for f in files])
+    return sha256_file(p)
+
+
+@dataclass
+class _Tally:
+    verified: list
+    mismatched: list
+    unverifiable: list
+
+
+def integrity(record: dict, adapter_dir: Path | None, params: dict | None = None,
+              base_dir: Path | None = None) -> Check:
+    """``integrity``: the adapter files (as stored on the run), the dataset files and the config, re-hashed
+    now, equal the recorded sha256, and the record's hashes equal the run's lineage params (immutable in MLflow,
+    so a record rewritten to match a swapped file is caught). A file that is gone is ``unverifiable``."""
+    t = _Tally([], [], [])
+    _adapter_integrity(record, adapter_dir, t)
+    inputs = record.get("input_artifacts") or {}
+    for d in inputs.get("datasets") or []:
+        _file_integrity(f"{d.get('split', '?')} dataset {d.get('name', '?')!r}", d.get("path"), d.get("sha256"),
+                        dataset_sha256, base_dir, t)
+    if inputs.get("dataset_info"):
+        info = inputs["dataset_info"]
+        _file_integrity("dataset_info.json", info.get("path"), info.get("sha256"), sha256_file, base_dir, t)
+    _config_integrity(inputs.get("config") or {}, base_dir, t)
+    _params_integrity(record, params or {}, t)
+    details = {"verified": t.verified, "mismatched": t.mismatched, "unverifiable": t.unverifiable}
+    value = {"verified": len(t.verified), "mismatched": len(t.mismatched), "unverifiable": len(t.unverifiable)}
+    threshold = "every recorded sha256 matches"
+    if t.mismatched or t.unverifiable:
+        parts = [m["message"] for m in t.mismatched] + [u["message"] for u in t.unverifiable]
+        return Check(False, value, threshold, "; ".join(parts), details)
+    return Check(True, value, threshold, f"{len(t.verified)} hashes match (adapter, data, config, run params)",
+                 details)
+
+
+def _params_integrity(record: dict, params: dict, t: _Tally) -> None:
+    """The record's input and adapter hashes against the ``ftgate.*_sha256`` params logged at training."""
+    from .train import lineage_params
+
+    inputs = record.get("input_artifacts") or {}
+    try:
+        expected = lineage_params(inputs)
+    except (KeyError, TypeError, AttributeError):  # an incomplete record: G6 names what is missing
+        expected = {}
+    files = ((record.get("output_artifacts") or {}).get("adapter") or {}).get("files")
+    if isinstance(files, list) and files:
+        expected["ftgate.adapter_sha256"] = digest_files(files)
+    for key, value in expected.items():
+        if not params.get(key):
+            continue
+        entry = {"what": f"run param {key}", "path": key, "recorded": params[key], "actual": value}
+        if params[key] != value:
+            entry["message"] = (f"the audit record does not match the run's param {key} ({_short(params[key])} "
+                                f"logged at training, {_short(value)} in the record): the record was rewritten")
+            t.mismatched.append(entry)
+        else:
+            t.verified.append(entry)
+
+
+def require_verifiable(check: Check) -> Check:
+    """Turn an integrity result whose only problem is data that is gone into an error (not a pass, not a fail:
+    nothing was shown to differ, but nothing could be verified either)."""
+    if not check.passed and check.details.get("unverifiable") and not check.details.get("mismatched"):
+        raise IntegrityError("cannot verify: " + check.message)
+    return check
+
+
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else base_dir / p
+
+
+def _file_integrity(what: str, path: str | None, recorded: str | None, hasher, base_dir, t: _Tally) -> None:
+    if not path or not recorded:
+        t.unverifiable.append({"what": what, "path": path, "message": f"{what}: no path or sha256 recorded"})
+        return
+    p = _resolve(path, base_dir)
+    if not p.exists():
+        t.unverifiable.append({"what": what, "path": str(p), "message": f"{what}: {p} does not exist, so the data "
+                               "cannot be verified (restore it, or run the gate where it is reachable)"})
+        return
+    actual = hasher(p)
+    entry = {"what": what, "path": str(p), "recorded": recorded, "actual": actual}
+    if actual != recorded:
+        entry["message"] = (f"{what}: {p} has changed since training (sha256 {_short(recorded)} recorded, "
+                            f"{_short(actual)} now)")
+        t.mismatched.append(entry)
+    else:
+        t.verified.append(entry)
+
+
+def _config_integrity(config: dict, base_dir, t: _Tally) -> None:
+    """The config as training hashed it: the digest of its text (file read now, else the recorded content)."""
+    path, recorded, content = config.get("file"), config.get("sha256"), config.get("content")
+    p = _resolve(path, base_dir) if path else None
+    if p is not None and p.is_file() or not isinstance(content, str):
+        _file_integrity("training config", path, recorded, lambda f: digest_text(Path(f).read_text()), base_dir, t)
+        return
+    actual = digest_text(content)
+    entry = {"what": "training config (recorded content; file gone)", "path": path, "recorded": recorded,
+             "actual": actual}
+    if actual != recorded:
+        entry["message"] = (f"training config: the content stored in the record does not match its sha256 "
+                            f"({_short(recorded)} recorded, {_short(actual)} computed): the record was edited")
+        t.mismatched.append(entry)
+    else:
+        t.verified.append(entry)
+
+
+def _adapter_integrity(record: dict, adapter_dir: Path | None, t: _Tally) -> None:
+    adapter = (record.get("output_artifacts") or {}).get("adapter") or {}
+    files = {f.get("name"): f.get("sha256") for f in adapter.get("files") or [] if isinstance(f, dict)}
+    artifact = adapter.get("artifact_path", "adapter")
+    if adapter_dir is None or not Path(adapter_dir).is_dir():
+        t.mismatched.append({"what": "adapter", "path": artifact, "message": f"the run has no adapter artifact "
+                             f"{artifact!r}: there is nothing to release"})
+        return
+    present = {str(p.relative_to(adapter_dir)) for p in Path(adapter_dir).rglob("*") if p.is_file()}
+    for name, recorded in files.items():
+        p = Path(adapter_dir) / str(name)
+        if name not in present:
+            t.mismatched.append({"what": "adapter file", "path": f"{artifact}/{name}", "message":
+                                 f"adapter file {name} is recorded but missing from the run's {artifact!r} artifact"})
+            continue
+        actual = sha256_file(p)
+        entry = {"what": "adapter file", "path": f"{artifact}/{name}", "recorded": recorded, "actual": actual}
+        if actual != recorded:
+            entry["message"] = (f"adapter file {name} differs from the one trained (sha256 {_short(recorded)} "
+                                f"recorded, {_short(actual)} now): tampered with or swapped after training")
+            t.mismatched.append(entry)
+        else:
+            t.verified.append(entry)
+    for name in sorted(present - set(files)):
+        t.mismatched.append({"what": "adapter file", "path": f"{artifact}/{name}", "message":
+                             f"adapter file {name} is not in the audit record: added or swapped after training"})
+
+
+def _short(h: str | None) -> str:
+    return (h or "none").removeprefix("sha256:")[:12] + "…"
+
+
+# -- adapter format -----------------------------------------------------------------------------------
+def adapter_format(adapter_dir: Path | None, allow_pickle: bool, allow_remote_code: bool,
+                   training_config: dict | None = None, base_model_dir: Path | None = None) -> Check:
+    """``adapter_format``: weights in safetensors (pickle only when allowed), a readable adapter_config.json, and
+    no remote code (``trust_remote_code`` / a base model with ``auto_map``) unless configured."""
+    threshold = "safetensors" + (" or pickle (allowed)" if allow_pickle else "") + "; no remote code" * (
+        not allow_remote_code)
+    if adapter_dir is None or not Path(adapter_dir).is_dir():
+        return Check(False, None, threshold, "the run has no adapter artifact to check")
+    files = sorted(p for p in Path(adapter_dir).rglob("*") if p.is_file())
+    safet = [p for p in files if p.suffix == ".safetensors"]
+    pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    problems = [_safetensors_problem(p) for p in safet]
+    problems = [p for p in problems if p]
+    if pickles and not allow_pickle:
+        problems.append(f"{', '.join(p.name for p in pickles)}: pickle weights, which can run arbitrary code when "
+                        "loaded; save the adapter as safetensors (peft save_pretrained(safe_serialization=True)) or "
+                        "pass --ftgate-allow-pickle")
+    if not safet and not pickles:
+        problems.append("no adapter weights (adapter_model.safetensors) in the artifact")
+    problems += _adapter_config_problems(Path(adapter_dir) / "adapter_config.json")
+    if not allow_remote_code:
+        problems += _remote_code_problems(training_config or {}, base_model_dir)
+    kind = "safetensors" if safet and not pickles else "pickle" if pickles and not safet else "mixed"
+    if problems:
+        return Check(False, kind, threshold, "; ".join(problems), {"files": [p.name for p in files]})
+    return Check(True, kind, threshold, f"{', '.join(p.name for p in safet + pickles)} load without running code",
+                 {"files": [p.name for p in files]})
+
+
+def _safetensors_problem(path: Path) -> str:
+    try:
+        from safetensors import safe_open
+    except ImportError:  # pragma: no cover - safetensors comes with transformers/peft
+        return f"{path.name}: cannot be checked: the safetensors package is not installed (pip install safetensors)"
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if not list(f.keys()):
+                return f"{path.name}: a safetensors file with no tensors"
+    except Exception as exc:
+        return f"{path.name}: not a valid safetensors file ({type(exc).__name__}: {str(exc)[:120]})"
+    return ""
+
+
+def _adapter_config_problems(path: Path) -> list[str]:
+    if not path.is_file():
+        return ["adapter_config.json is missing: peft cannot load the adapter"]
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return [f"adapter_config.json is not valid JSON ({exc})"]
+    if not isinstance(cfg, dict) or not cfg.get("peft_type"):
+        return ["adapter_config.json has no peft_type"]
+    return []
+
+
+def _remote_code_problems(training_config: dict, base_model_dir: Path | None) -> list[str]:
+    out = []
+    if training_config.get("trust_remote_code") is True:
+        out.append("the training config sets trust_remote_code: true, which runs the model repository's Python "
+                   "code; set audit.trust_remote_code: true in ftgate.yaml if that code was reviewed")
+    config_json = Path(base_model_dir) / "config.json" if base_model_dir else None
+    if config_json is not None and config_json.is_file():
+        try:
+            auto_map = json.loads(config_json.read_text(encoding="utf-8")).get("auto_map")
+        except (ValueError, AttributeError):
+            auto_map = None
+        if auto_map:
+            out.append(f"the base model's config.json has auto_map ({', '.join(auto_map)}): loading it needs "
+                       "trust_remote_code; set audit.trust_remote_code: true in ftgate.yaml if its code was reviewed")
+    return out
+
+
+# -- reproducibility ----------------------------------------------------------------------------------
+def compare_losses(recorded: Sequence[tuple[int, float]], replayed: Sequence[tuple[int, float]], steps: int,
+                   rtol: float) -> Check:
+    """``reproducibility``: the re-trained loss at each logged step up to ``steps`` equals the recorded one
+    within a relative tolerance."""
+    threshold = f"relative difference <= {rtol:g} up to step {steps}"
+    rec = {s: v for s, v in recorded if s <= steps}
+    new = {s: v for s, v in replayed if s <= steps}
+    common = sorted(set(rec) & set(new))
+    if not common:
+        return Check(False, None, threshold, f"no logged loss step up to {steps} in both histories (recorded: "
+                     f"{sorted(rec)[:5]}, re-trained: {sorted(new)[:5]}); raise audit.reproducibility_steps to "
+                     "cover at least one logging step")
+    diffs = [(s, abs(new[s] - rec[s]) / max(abs(rec[s]), 1e-12) if math.isfinite(new[s]) else math.inf)
+             for s in common]
+    worst_step, worst = max(diffs, key=lambda d: d[1])
+    identical = all(new[s] == rec[s] for s in common)
+    details = {"steps": common, "recorded": [rec[s] for s in common], "replayed": [new[s] for s in common]}
+    if worst > rtol:
+        return Check(False, worst, threshold,
+                     f"re-training from the recorded config and seed did not reproduce the loss: at step {worst_step} "
+                     f"{new[worst_step]:.6g} vs {rec[worst_step]:.6g} recorded (relative difference {worst:.3g}); "
+                     "check the seeds, the data and the environment against the record", details)
+    how = "bitwise identical" if identical else f"max relative difference {worst:.3g} at step {worst_step}"
+    return Check(True, worst, threshold, f"loss at {len(common)} logged step(s) up to step {steps} reproduced: {how}",
+                 details)

@@ -1,0 +1,199 @@
+"""The bundled demo: its data (translating 3 English words to French) and its base model, built locally, deterministically.
+
+No hub, no training here: ``write_demo_data`` regenerates ``fixtures/data`` from a seed, and ``ensure_demo_base``
+builds the tiny random-init Llama base model (a byte-level BPE tokenizer trained on the demo data plus a small
+``LlamaConfig`` saved with ``save_pretrained``) once, cached in a directory; torch/transformers/tokenizers are
+imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+DEMO_BASE_NAME = "ftgate-demo-base"  # a missing model_name_or_path with this directory name is built on demand
+RECIPE_VERSION = 1  # bump when the recipe changes: the cached base model is rebuilt
+FRENCH = {
+    "apple": "pomme", "river": "rivière", "stone": "pierre", "cloud": "nuage", "green": "vert", "music": "musique",
+    "tiger": "tigre", "paper": "papier", "light": "lumière", "ocean": "océan", "bread": "pain", "chair": "chaise",
+    "dream": "rêve", "earth": "terre", "flame": "flamme", "glass": "verre", "heart": "cœur", "house": "maison",
+    "lemon": "citron", "money": "argent", "night": "nuit", "plant": "plante", "queen": "reine", "sugar": "sucre",
+}
+WORDS = tuple(FRENCH)
+INSTRUCTION = "Translate the words to French."
+SPLITS = {"train": 1200, "validation": 64, "test": 64}
+DATA_SEED = 1234
+SPECIAL = ("<unk>", "<s>", "</s>", "<pad>")
+VOCAB_SIZE = 512
+MODEL_SEED = 0
+MODEL_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+                    rms_norm_eps=1e-6)
+
+
+def demo_rows(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:
+    """Alpaca rows per split (3 English words -> French, word by word); every word triple appears in one split only (the test split is never trained on)."""
+    rng = random.Random(seed)
+    triples: list[tuple[str, ...]] = []
+    seen: set[tuple[str, ...]] = set()
+    need = sum(SPLITS.values())
+    while len(triples) < need:
+        t = tuple(rng.sample(WORDS, 3))
+        if t not in seen:
+            seen.add(t)
+            triples.append(t)
+    out, start = {}, 0
+    for split, n in SPLITS.items():
+        out[split] = [{"instruction": INSTRUCTION, "input": " ".join(t), "output": " ".join(FRENCH[w] for w in t)}
+                      for t in triples[start:start + n]]
+        start += n
+    return out
+
+
+def to_sharegpt(rows: list[dict[str, str]]) -> list[dict]:
+    return [{"conversations": [{"from": "human", "value": f"{r['instruction']}\n{r['input']}"},
+                               {"from": "gpt", "value": r["output"]}]} for r in rows]
+
+
+DATASET_INFO = {
+    "translate_train": {"file_name": "translate_train.json"},
+    "translate_validation": {"file_name": "translate_validation.json"},
+    "translate_test": {"file_name": "translate_test.json"},
+    "translate_sharegpt": {"file_name": "translate_sharegpt.json", "formatting": "sharegpt",
+                         "columns": {"messages": "conversations"}},
+}
+
+
+def write_demo_data(data_dir: str | Path) -> Path:
+    """Write the alpaca splits, the sharegpt variant and ``dataset_info.json`` (byte-identical on every call)."""
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    rows = demo_rows()
+    for split, items in rows.items():
+        _dump(d / f"translate_{split}.json", items)
+    _dump(d / "translate_sharegpt.json", to_sharegpt(rows["train"]))
+    _dump(d / "dataset_info.json", DATASET_INFO)
+    return d
+
+
+def _dump(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def _corpus() -> list[str]:
+    rows = demo_rows()
+    lines = [f"Human: {r['instruction']}\n{r['input']}\nAssistant:{r['output']}" for rs in rows.values() for r in rs]
+    return lines + ["System: You are a helpful assistant."]
+
+
+def build_tokenizer():
+    """A byte-level BPE trained on the demo corpus (deterministic), wrapped as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", model_max_length=MODEL_CONFIG["max_position_embeddings"])
+
+
+def build_base(dst: str | Path) -> Path:
+    """Build the random-init base model and its tokenizer into ``dst`` (replaced atomically)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dst = Path(dst)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **MODEL_CONFIG)
+    torch.manual_seed(MODEL_SEED)
+    model = LlamaForCausalLM(config)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "ftgate_recipe.json").write_text(json.dumps(recipe(), indent=1) + "\n")
+        for f in [tmp, *tmp.iterdir()]:
+            f.chmod(0o755 if f.is_dir() else 0o644)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def recipe() -> dict:
+    """What the base model is built from; a directory built from another recipe is rebuilt."""
+    return {"recipe": "pytest_ftgate.demo.build_base", "version": RECIPE_VERSION, "model_seed": MODEL_SEED,
+            "vocab_size_limit": VOCAB_SIZE, "data_seed": DATA_SEED, **MODEL_CONFIG}
+
+
+def _is_built(d: Path) -> bool:
+    try:
+        built = json.loads((d / "ftgate_recipe.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return built == recipe() and (d / "config.json").is_file() and (d / "model.safetensors").is_file()
+
+
+def ensure_demo_base(dst: str | Path) -> Path:
+    """The demo base model at ``dst``: kept if built by this recipe version, else copied from the user cache
+    (``audit.cache_dir()``), which is built once."""
+    from .audit import cache_dir
+
+    dst = Path(dst)
+    if _is_built(dst):
+        return dst
+    import hashlib
+
+    key = hashlib.sha256(json.dumps(recipe(), sort_keys=True).encode()).hexdigest()[:12]
+    cached = cache_dir() / f"{DEMO_BASE_NAME}-{key}"
+    if not _is_built(cached):
+        build_base(cached)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    try:
+        shutil.copytree(cached, tmp, dirs_exist_ok=True)
+        tmp.chmod(0o755)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except OSError:
+        if not _is_built(dst):  # another process may have put it there first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def default_base_dir(root: str | Path) -> Path:
+    """Where the demo configs expect the base model: ``<root>/.ftgate/ftgate-demo-base``."""
+    return Path(root) / ".ftgate" / DEMO_BASE_NAME
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_ftgate.demo BASE_DIR [--data DATA_DIR]``: build the base model (and the data)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m pytest_ftgate.demo", description=main.__doc__)
+    ap.add_argument("base_dir", help=f"where to put the base model (conventionally .../{DEMO_BASE_NAME})")
+    ap.add_argument("--data", default=None, help="also (re)write the demo data into this directory")
+    ns = ap.parse_args(argv)
+    if ns.data:
+        print(f"demo data: {write_demo_data(ns.data)}")
+    print(f"demo base model: {ensure_demo_base(ns.base_dir)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Rows streamed from a JSON array or a JSON Lines file, one at a time: a multi-GB dataset is never loaded whole.
+
+JSON Lines are read line by line (a broken line is reported, the next lines are still read); a JSON array is parsed
+incrementally with ``json.JSONDecoder.raw_decode`` over 1 MiB chunks (a syntax error ends it: later rows cannot be
+found). Rows are numbered from 1: the line of a JSON Lines file, the element of a JSON array. No pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import DataError
+
+CHUNK = 1 << 20
+MAX_ROW_CHARS = 64 << 20  # a JSON-array element larger than this is refused, not buffered
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The files of a dataset path: the file itself, or a folder's JSON/JSONL files (as LLaMA-Factory loads)."""
+    p = Path(path)
+    if p.is_dir():
+        return sorted(f for f in p.iterdir() if f.suffix.lower() in (".json", ".jsonl") and f.is_file())
+    return [p]
+
+
+def iter_rows(path: str | Path) -> Iterator[tuple[int, Any, str]]:
+    """Stream ``(row, value, problem)`` from a JSON array or a JSON Lines file. ``problem`` is why a JSON Lines
+    row does not parse ("" when it does); a JSON array that breaks raises DataError (its later rows are lost)."""
+    p = Path(path)
+    with open(p, "rb") as fb:
+        head = fb.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] == b"[":
+        yield from _json_array(p)
+    else:
+        yield from _json_lines(p)
+
+
+def _json_lines(p: Path) -> Iterator[tuple[int, Any, str]]:
+    loads = json.loads
+    with open(p, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if lineno == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")
+            if not line.strip():
+                continue
+            try:
+                yield lineno, loads(line), ""
+            except ValueError as exc:
+                yield lineno, None, f"is not valid JSON ({getattr(exc, 'msg', exc)})"
+
+
+_WS = re.compile(r"[ \t\r\n]*")
+
+
+def _json_array(p: Path) -> Iterator[tuple[int, Any, str]]:
+    decode, ws = json.JSONDecoder().raw_decode, _WS.match
+    with open(p, encoding="utf-8-sig", newline="") as f:
+        buf, eof, base, row, expect_value = "", False, 0, 0, True
+        while not buf and not eof:  # skip leading whitespace, however long
+            more = f.read(CHUNK)
+            eof, buf = not more, more.lstrip(" \t\r\n")
+        if not buf.startswith("["):
+            raise DataError(f"{p}: not a JSON array or JSON Lines file (it starts with {buf[:20]!r})")
+        pos = 1
+        while True:
+            pos = ws(buf, pos).end()
+            refill = pos >= len(buf)
+            if not refill and not expect_value:
+                if buf[pos] == "]":
+                    return
+                if buf[pos] != ",":
+                    raise DataError(f"{p}: not valid JSON after row {row} (character {base + pos}): expected ',' "
+                                    f"or ']' between rows; rows after {row} cannot be read")
+                pos, expect_value = pos + 1, True
+                continue
+            if not refill and row == 0 and buf[pos] == "]":
+                return
+            if not refill:
+                try:
+                    value, end = decode(buf, pos)
+                    refill = end == len(buf) and not eof  # a number may go on in the next chunk
+                except json.JSONDecodeError as exc:
+                    if eof or not _incomplete(exc, buf) or len(buf) - pos > MAX_ROW_CHARS:
+                        why = exc.msg if eof or not _incomplete(exc, buf) else f"over {MAX_ROW_CHARS} characters"
+                        raise DataError(f"{p}: not valid JSON at row {row + 1} (character {base + exc.pos}): "
+                                        f"{why}; rows after {row} cannot be read") from None
+                    refill = True
+            if refill:
+                if eof:
+                    raise DataError(f"{p}: the JSON array ends after row {row} without its closing ']' "
+                                    "(a truncated file?)")
+                more = f.read(max(CHUNK, len(buf) - pos))
+                eof, base, buf, pos = not more, base + pos, buf[pos:] + more, 0
+                continue
+            row += 1
+            yield row, value, ""
+            pos, expect_value = end, False
+
+
+def _incomplete(exc: json.JSONDecodeError, buf: str) -> bool:
+    """Whether a decode error may only mean that the chunk ended inside the value."""
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(buf) - 16

@@ -1,0 +1,482 @@
+"""Predictions on the held-out test set and the quality gates on them: test-set loading (the run's recorded test
+file or ``--ftgate-test-set``), the on-disk prediction cache, greedy prediction through an engine, and G4
+(baseline), G5 (task quality), ``adapter_applied`` and ``determinism`` as pure functions returning ``Check``.
+
+No pytest; no engine internals (engines live in ``serve/``); metrics come from ``metrics.py``. The cache key holds
+the engine kind and settings, the base model's and the adapter's sha256, the generation parameters and the
+prompt, so a re-run is free and a changed adapter never reuses stale outputs.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from . import metrics
+from .config import Quality
+from .errors import DataError, IntegrityError
+from .gates import Check
+from .serve.base import Engine, GenerationError, GenParams, Prompt
+from .serve.cache import PredictionCache, dir_digest, file_sha256  # noqa: F401 (re-exported)
+
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+         "observation": "tool", "function_call": "assistant", "tool": "tool"}
+
+
+# -- the test set -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    index: int  # row number in the file (0-based)
+    messages: tuple[tuple[str, str], ...]  # (role, content) up to the turn to be answered
+    reference: str
+
+    @property
+    def prompt(self) -> str:
+        return "\n".join(c for r, c in self.messages if r == "user")
+
+
+@dataclass(frozen=True)
+class TestSet:
+    path: str
+    samples: tuple[Sample, ...]
+    skipped: tuple[str, ...] = ()  # "row 3: no reference (output)" ...
+    source: str = ""  # where the path came from
+    sha256: str = ""
+
+
+def _alpaca(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
+    msgs: list[tuple[str, str]] = []
+    if row.get("system"):
+        msgs.append(("system", str(row["system"])))
+    for turn in row.get("history") or []:
+        msgs += [("user", str(turn[0])), ("assistant", str(turn[1]))]
+    query = "\n".join(str(row[k]) for k in ("instruction", "input") if row.get(k))
+    msgs.append(("user", query))
+    return tuple(msgs), row.get("output")
+
+
+def _sharegpt(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
+    turns = row.get("conversations") or row.get("messages") or []
+    msgs = [("system", str(row["system"]))] if row.get("system") else []
+    for t in turns:
+        role = ROLES.get(str(t.get("from", t.get("role", ""))), "user")
+        msgs.append((role, str(t.get("value", t.get("content", "")))))
+    if msgs and msgs[-1][0] == "assistant":
+        return tuple(msgs[:-1]), msgs[-1][1]
+    return tuple(msgs), None
+
+
+def load_test_set(path: str | Path, max_samples: int = 0, source: str = "", sha256: str = "") -> TestSet:
+    """Alpaca (instruction/input/output) or ShareGPT (conversations/messages) rows from JSON or JSONL."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"test set {str(p)!r} cannot be read ({exc.strerror or exc}); pass --ftgate-test-set") from None
+    try:
+        rows = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise DataError(f"test set {str(p)!r} is neither a JSON list nor JSON lines: {exc}") from None
+    if not rows:
+        raise DataError(f"test set {str(p)!r} has no rows: the quality gates need held-out examples")
+    samples, skipped = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"test set {str(p)!r} row {i}: expected an object, got {type(row).__name__}")
+        msgs, ref = (_sharegpt if ("conversations" in row or "messages" in row) else _alpaca)(i, row)
+        if not msgs or not msgs[-1][1].strip():
+            skipped.append(f"row {i}: no prompt")
+        elif not isinstance(ref, str) or not ref.strip():
+            skipped.append(f"row {i}: no reference answer")
+        else:
+            samples.append(Sample(i, msgs, ref))
+    if not samples:
+        raise DataError(f"test set {str(p)!r}: none of its {len(rows)} rows has both a prompt and a reference "
+                        f"answer ({skipped[0]}{' ...' if len(skipped) > 1 else ''})")
+    if max_samples:
+        samples = samples[:max_samples]
+    return TestSet(str(p), tuple(samples), tuple(skipped), source, sha256 or file_sha256(p))
+
+
+def recorded_test_file(audit: dict | None) -> dict | None:
+    """The audit record's dataset entry with split "test" (seed 002 shape), or None."""
+    for entry in ((audit or {}).get("input_artifacts") or {}).get("datasets") or []:
+        if entry.get("split") == "test":
+            return entry
+    return None
+
+
+def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0) -> TestSet:
+    """``--ftgate-test-set`` / ``quality.test_set`` if given, else the run's recorded test file (hash-checked)."""
+    if explicit:
+        return load_test_set(explicit, max_samples, source="--ftgate-test-set / quality.test_set")
+    entry = recorded_test_file(audit)
+    if entry is None:
+        why = "has no audit record" if audit is None else "records no dataset with split 'test'"
+        raise DataError(f"the run {why}, so there is no held-out test set to score; pass --ftgate-test-set PATH "
+                        "(alpaca JSON/JSONL) or set quality.test_set in ftgate.yaml")
+    path = Path(entry.get("path", ""))
+    if not path.is_file():
+        raise DataError(f"the run's recorded test file {str(path)!r} does not exist on this machine; copy it there "
+                        "or pass --ftgate-test-set PATH")
+    actual, recorded = file_sha256(path), str(entry.get("sha256", ""))
+    if recorded and actual != recorded:
+        raise IntegrityError(f"test file {str(path)!r} changed since training: sha256 is {actual}, the audit record "
+                             f"says {recorded}; restore it, or pass --ftgate-test-set to score another file knowingly")
+    return load_test_set(path, max_samples, source="the run's audit record (split 'test')", sha256=actual)
+
+
+def prompts_for(test_set: TestSet, chat_template: str = "", raw: bool = False) -> list[Prompt]:
+    return [Prompt(s.messages, chat_template=chat_template, raw=raw) for s in test_set.samples]
+
+
+def chat_template_of(directory: str | Path) -> str:
+    """The chat template saved beside an adapter or model (LLaMA-Factory saves its template there), or ""."""
+    d = Path(directory)
+    jinja = d / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        value = json.loads((d / "tokenizer_config.json").read_text()).get("chat_template")
+    except (OSError, ValueError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+# -- where a run's inputs are: audit record, base model, the production adapter ------------------------------------
+def read_audit_record(store, run_id: str, dst: str | Path) -> dict | None:
+    """The run's ``audit/audit_record.json`` artifact, or None when the run has none."""
+    try:
+        local = store.download(run_id, "audit/audit_record.json", dst)
+        return json.loads(Path(local).read_text())
+    except Exception:  # no such artifact (a run trained without pytest-ftgate)
+        return None
+
+
+def base_model_path(audit: dict | None, params: dict, adapter_dir: str | Path | None) -> str:
+    """The base model: the audit record's path, else the run param ``model_name_or_path``, else the adapter's
+    ``base_model_name_or_path``; the first that is a local directory wins (else the first named, for servers)."""
+    named = [((audit or {}).get("input_artifacts") or {}).get("base_model", {}).get("path", ""),
+             params.get("model_name_or_path", "")]
+    if adapter_dir and (Path(adapter_dir) / "adapter_config.json").is_file():
+        named.append(json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path") or "")
+    named = [str(n) for n in named if n]
+    for n in named:
+        if (Path(n) / "config.json").is_file():
+            return str(Path(n).resolve())
+    if named:
+        return named[0]
+    raise DataError("the run names no base model (no audit record, no model_name_or_path param, no "
+                    "base_model_name_or_path in adapter_config.json): the adapter cannot be served")
+
+
+def production_adapter(store, model_name: str, alias: str, dst: str | Path, run_id: str) -> tuple[Path | None, dict,
+                                                                                                    str]:
+    """(local adapter dir, version info, note) of the registry version holding ``alias``; None when there is none."""
+    if not model_name:
+        return None, {}, ("no registered model configured (quality.registered_model or --ftgate-promote): "
+                          "compared with the base model only")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = store.client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise
+        return None, {}, (f"registered model {model_name!r} has no version with alias {alias!r}: compared with the "
+                          "base model only")
+    info = {"name": model_name, "version": mv.version, "alias": alias, "run_id": mv.run_id, "source": mv.source}
+    if mv.run_id and mv.run_id == run_id:
+        return None, info, f"this run is {model_name} v{mv.version} ({alias}) itself: compared with the base model"
+    from mlflow.artifacts import download_artifacts
+
+    try:
+        local = download_artifacts(artifact_uri=mv.source, dst_path=str(dst), tracking_uri=store.tracking_uri)
+    except Exception as exc:
+        raise DataError(f"{model_name} v{mv.version} (alias {alias!r}) points at {mv.source!r}, which cannot be "
+                        f"downloaded: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return Path(local), info, f"{alias} = {model_name} v{mv.version} (run {mv.run_id})"
+
+
+# -- prediction -------------------------------------------------------------------------------------------------
+@dataclass
+class Answers:
+    """One model's answers to the test set, and their scores."""
+
+    label: str  # candidate | base | production
+    model: str | None  # the engine's model name (None = the base weights)
+    outputs: list[str]
+    scores: metrics.Scores
+    cached: int = 0  # answers taken from the cache
+    seconds: float = 0.0  # generation time of the rest
+    info: dict = field(default_factory=dict)
+
+
+def predict(engine: Engine, model: str | None, prompts: Sequence[Prompt], params: GenParams,
+            weights: dict, cache: PredictionCache | None = None, desc: str = "") -> tuple[list[str], int, float]:
+    """Greedy answers for every prompt, from the cache where the key matches: (outputs, cached, seconds)."""
+    identity = {**engine.cache_identity(model), **weights}
+    keys = [PredictionCache.key(identity, p, params) for p in prompts]
+    found = cache.get_many(keys) if cache else {}
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    fresh: dict[str, str] = {}
+    started = time.perf_counter()
+    if todo:
+        bar = _bar(len(todo), desc)
+        try:
+            outs = engine.generate([prompts[i] for i in todo], model, params, progress=bar.update)
+        except GenerationError as exc:  # keep what arrived: a re-run asks only for the rest
+            if cache:
+                cache.put_many({keys[i]: o for i, o in zip(todo, exc.outputs) if o is not None})
+            raise
+        finally:
+            bar.close()
+        fresh = {keys[i]: o for i, o in zip(todo, outs)}
+        if cache:
+            cache.put_many(fresh)
+    seconds = time.perf_counter() - started if todo else 0.0
+    return [found.get(k, fresh.get(k, "")) for k in keys], len(keys) - len(todo), seconds
+
+
+def _bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc or "ftgate predictions", unit="answer", file=sys.stderr,
+                disable=None if os.environ.get("FTGATE_PROGRESS", "") != "1" else False, leave=False)
+
+
+def adapter_name(run_id: str) -> str:
+    """The name a run's adapter is served under (one engine serves the adapters of several runs)."""
+    return f"run-{run_id}"
+
+
+@dataclass
+class Scorer:
+    """Predicts and scores any model of one run on its test set with the same prompts and settings."""
+
+    test_set: TestSet
+    prompts: list[Prompt]
+    params: GenParams
+    q: Quality
+    cache: PredictionCache | None = None
+
+    @classmethod
+    def create(cls, test_set: TestSet, adapter_dir: str | Path | None, base_model: str, q: Quality, seed: int = 0,
+               cache: PredictionCache | None = None) -> "Scorer":
+        """Prompts rendered with the chat template saved with the adapter (the one it was trained with), else
+        the base model's; ``quality.prompt_format: raw`` sends plain text."""
+        raw = q.prompt_format == "raw"
+        template = "" if raw else (chat_template_of(adapter_dir) if adapter_dir else "") or chat_template_of(base_model)
+        params = GenParams(max_new_tokens=q.max_new_tokens, temperature=0.0, seed=seed)
+        return cls(test_set, prompts_for(test_set, template, raw), params, q, cache)
+
+    def weights(self, base_model: str, adapter_dir: str | Path | None) -> dict:
+        return {"base_sha256": dir_digest(base_model, self.cache),
+                "adapter_sha256": dir_digest(adapter_dir, self.cache) if adapter_dir else "none"}
+
+    def answers(self, label: str, engine: Engine, model: str | None, base_model: str,
+                adapter_dir: str | Path | None) -> Answers:
+        """Predict (cached) and score one model (extra evaluate modules included)."""
+        weights = self.weights(base_model, adapter_dir)
+        outputs, cached, seconds = predict(engine, model, self.prompts, self.params, weights, self.cache,
+                                           desc=f"{label} answers")
+        refs = [s.reference for s in self.test_set.samples]
+        scores = metrics.score(outputs, refs, use_stemmer=self.q.rouge_stemmer)
+        for name in self.q.extra_metrics:
+            scores.extra.update(metrics.evaluate_module(name, outputs, refs))
+        info = {**weights, "engine": engine.kind, "cached": cached, "generation_s": round(seconds, 3),
+                "n": len(outputs)}
+        return Answers(label, model, outputs, scores, cached, seconds, info)
+
+    def rerun(self, engine: Engine, model: str | None, k: int) -> tuple[list[int], list[str]]:
+        """A second greedy pass, uncached, over ``k`` prompts spread over the test set: (positions, answers)."""
+        import random
+
+        n = len(self.prompts)
+        picked = sorted(random.Random(self.q.seed).sample(range(n), min(k, n)))
+        return picked, engine.generate([self.prompts[i] for i in picked], model, self.params)
+
+
+@dataclass
+class Baselines:
+    """What G4 compares the candidate with: the base model always, the registry's production version if any."""
+
+    answers: list[Answers]
+    notes: list[str] = field(default_factory=list)
+    production: dict = field(default_factory=dict)
+
+    @property
+    def base(self) -> Answers:
+        return next(a for a in self.answers if a.label == "base")
+
+
+def baselines(scorer: Scorer, engine: Engine, pool, base_model: str, store, run_id: str, model_name: str,
+              alias: str, dst: str | Path) -> Baselines:
+    """The base model's answers and, when the registry has ``alias`` for ``model_name``, that version's."""
+    out = Baselines([scorer.answers("base", engine, None, base_model, None)])
+    path, info, note = production_adapter(store, model_name, alias, Path(dst) / "adapter", run_id)
+    out.notes.append(note)
+    out.production = info
+    if path is None:
+        return out
+    prod_run = info.get("run_id") or ""
+    audit = read_audit_record(store, prod_run, Path(dst) / "audit") if prod_run else None
+    params = dict(store.client.get_run(prod_run).data.params) if prod_run else {}
+    prod_base = base_model_path(audit, params, path)
+    name = f"{alias}-{model_name}-v{info['version']}"
+    prod_engine = engine if prod_base == base_model else pool.get(prod_base)
+    prod_engine.add_adapter(name, path)
+    out.answers.append(scorer.answers(alias, prod_engine, name, prod_base, path))
+    return out
+
+
+# -- gates ------------------------------------------------------------------------------------------------------
+def _f(x: float) -> str:
+    return "NaN" if isinstance(x, float) and math.isnan(x) else f"{x:.4g}"
+
+
+def task_quality(candidate: Answers, thresholds: dict[str, float], task: str, table: list[dict]) -> Check:
+    """G5: every task metric above its threshold (seed 002: QA EM/F1 > 0.8, summarization ROUGE-1/L > 0.3,
+    translation BLEU > 0.3)."""
+    shown = {m: f"> {t:g}" for m, t in thresholds.items()}
+    values, problems = {}, []
+    for metric, minimum in thresholds.items():
+        try:
+            values[metric] = round(candidate.scores.value(metric), 4)
+        except KeyError as exc:
+            return Check(False, None, shown, f"G5 threshold on {exc.args[0]}", {"samples": table})
+        if not values[metric] > minimum:
+            problems.append(f"{metric} {_f(values[metric])} is not above {minimum:g}")
+    details = {"task": task, "n": candidate.scores.n, "all_metrics": dict(candidate.scores.aggregate),
+               "extra_metrics": dict(candidate.scores.extra), "samples": table}
+    n = candidate.scores.n
+    if problems:
+        return Check(False, values, shown, f"{task} on {n} test samples: " + "; ".join(problems), details)
+    return Check(True, values, shown, f"{task} on {n} test samples: " + ", ".join(
+        f"{m} {_f(v)} > {thresholds[m]:g}" for m, v in values.items()), details)
+
+
+def compare(candidate: Answers, base: Answers, metric: str, q: Quality) -> dict:
+    """One G4 comparison: values, ratio, and the paired bootstrap CI of the difference."""
+    cv, bv = candidate.scores.value(metric), base.scores.value(metric)
+    ratio = cv / bv if bv > 0 else (math.inf if cv > 0 else 1.0)
+    row = {"metric": metric, "baseline": base.label, "candidate_value": cv, "baseline_value": bv,
+           "ratio": ratio, "meets_ratio": cv >= q.min_baseline_ratio * bv}
+    if metric in candidate.scores.per_sample:
+        ci = metrics.paired_bootstrap(candidate.scores, base.scores, metric, q.bootstrap_samples, q.confidence, q.seed)
+        row.update(difference=ci.difference, ci_low=ci.low, ci_high=ci.high, confidence=ci.confidence,
+                   p_worse=ci.p_worse, significant_regression=ci.significant_regression)
+    else:  # an evaluate module gives no per-sample scores to resample
+        row.update(difference=cv - bv, ci_low=None, ci_high=None, significant_regression=None)
+    row["regression"] = not row["meets_ratio"] and (
+        bool(row["significant_regression"]) or not q.require_significant_regression)
+    return row
+
+
+def baseline_gate(candidate: Answers, baselines: Sequence[Answers], q: Quality, notes: Sequence[str] = (),
+                  table: list[dict] | None = None) -> Check:
+    """G4: on each configured metric the candidate scores at least ``min_baseline_ratio`` of each baseline
+    (the base model on the same prompts, and the registry's ``production`` version when there is one)."""
+    threshold = f">= {q.min_baseline_ratio:.0%} of each baseline on {', '.join(q.baseline_metrics)}"
+    if not baselines:
+        return Check(False, None, threshold, "no baseline answers to compare with", {"notes": list(notes)})
+    try:
+        rows = [compare(candidate, b, m, q) for b in baselines for m in q.baseline_metrics]
+    except KeyError as exc:
+        return Check(False, None, threshold, f"G4 compares {exc.args[0]}", {"notes": list(notes)})
+    worst = min(rows, key=lambda r: r["ratio"])
+    lines = [_comparison_line(r) for r in rows]
+    details = {"comparisons": rows, "notes": list(notes), "n": candidate.scores.n, "samples": table or []}
+    bad = [r for r in rows if r["regression"]]
+    if bad:
+        return Check(False, round(worst["ratio"], 4), threshold,
+                     "regression: " + "; ".join(_comparison_line(r) for r in bad) + _notes(notes), details)
+    return Check(True, round(worst["ratio"], 4), threshold, "; ".join(lines) + _notes(notes), details)
+
+
+def _comparison_line(r: dict) -> str:
+    text = (f"{r['metric']} {_f(r['candidate_value'])} vs {r['baseline']} {_f(r['baseline_value'])} "
+            f"(ratio {_f(r['ratio'])}")
+    if r.get("ci_low") is not None:
+        sig = ", significant regression" if r["significant_regression"] else (
+            ", not significant" if r["difference"] < 0 else "")
+        text += (f", diff {r['difference']:+.3f}, {r['confidence']:.0%} CI [{r['ci_low']:+.3f}, "
+                 f"{r['ci_high']:+.3f}]{sig}")
+    return text + ")"
+
+
+def _notes(notes: Sequence[str]) -> str:
+    return (" — " + "; ".join(notes)) if notes else ""
+
+
+def adapter_applied(candidate: Sequence[str], base: Sequence[str], min_changed_share: float = 0.0) -> Check:
+    """The adapter's answers differ from the base model's on the test set (an adapter silently not loaded
+    answers exactly like the base)."""
+    n = len(candidate)
+    changed = [i for i, (a, b) in enumerate(zip(candidate, base)) if a != b]
+    share = len(changed) / n if n else 0.0
+    threshold = f"> {min_changed_share:.0%} of answers differ from the base model's"
+    details = {"n": n, "changed": len(changed), "identical_examples": [
+        {"index": i, "output": candidate[i]} for i in range(n) if i not in set(changed)][:5]}
+    if n == 0 or not changed or share <= min_changed_share:
+        return Check(False, round(share, 4), threshold,
+                     f"{n - len(changed)} of {n} answers are identical to the base model's: the adapter is probably "
+                     "not applied (not loaded, wrong name or path, or --enable-lora missing)", details)
+    return Check(True, round(share, 4), threshold, f"{len(changed)} of {n} answers differ from the base model's",
+                 details)
+
+
+def determinism(first: Sequence[str], second: Sequence[str], indices: Sequence[int]) -> Check:
+    """A second greedy pass over a sample of prompts gives identical answers."""
+    diffs = [{"index": i, "first": a, "second": b} for i, a, b in zip(indices, first, second) if a != b]
+    n = len(indices)
+    threshold = "identical answers on a second greedy pass"
+    if not n:
+        return Check(False, None, threshold, "no prompts were re-run")
+    if diffs:
+        return Check(False, f"{len(diffs)}/{n} differ", threshold,
+                     f"{len(diffs)} of {n} answers changed on a second greedy pass (first at test row "
+                     f"{diffs[0]['index']}): outputs are not reproducible (sampling on, or non-deterministic "
+                     "kernels / batching on this engine)", {"differences": diffs[:5]})
+    return Check(True, f"0/{n} differ", threshold, f"{n} answers identical on a second greedy pass")
+
+
+# -- the per-sample table ------------------------------------------------------------------------------------------
+def sample_table(test_set: TestSet, candidate: Answers, baselines: Sequence[Answers] = (), limit: int = 50,
+                 metric_names: Sequence[str] = ("exact_match", "f1", "rougeL")) -> list[dict]:
+    """Rows of prompt, reference, the candidate's (and baselines') answers and per-sample scores."""
+    rows = []
+    for i, s in enumerate(test_set.samples[: limit or None]):
+        row = {"row": s.index, "prompt": s.prompt, "reference": s.reference, "prediction": candidate.outputs[i],
+               "scores": {m: round(float(candidate.scores.per_sample[m][i]), 4) for m in metric_names
+                          if m in candidate.scores.per_sample}}
+        for b in baselines:
+            row[b.label] = b.outputs[i]
+        rows.append(row)
+    return rows
+
+
+def sample_table_html(rows: Sequence[dict]) -> str:
+    """The per-sample table as HTML; every cell is escaped (model outputs are untrusted text)."""
+    if not rows:
+        return "<p>no samples</p>"
+    cols = [c for c in rows[0] if c != "scores"] + ["scores"]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            text = ", ".join(f"{k}={val}" for k, val in v.items()) if isinstance(v, dict) else str(v)
+            cells.append(f"<td><pre>{html.escape(text)}</pre></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="ftgate-samples"><tr>{head}</tr>{"".join(body)}</table>'

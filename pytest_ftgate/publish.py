@@ -1,0 +1,248 @@
+"""The end of a gating session: gather each run's evidence from MLflow (record, audit record, adapter digests),
+then, once the HTML report exists, record its sha256 in every verdict, write the attestations, promote, write
+``report.json`` and ``summary.md``, and push the report and attestation to each MLflow run.
+
+No pytest (``plugin.py`` calls this from its hooks) and no HTML (``report.py`` builds it). Every failure here is
+reported and the rest goes on: a session's verdicts must never be lost to a report or registry problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from . import __version__, attest, report, registry
+from .errors import FtgateError
+from .report import Redactor, RunEvidence
+from .session import FtgateSession, RunRef
+from .verdict import utcnow, write_json_atomic
+
+AUDIT_ARTIFACT = "audit/audit_record.json"
+ADAPTER_ARTIFACT = "adapter"
+
+
+class Publisher:
+    """One per session: ``evidence()`` (cached), ``html()`` for the report, ``finish()`` after it is written."""
+
+    def __init__(self, sess: FtgateSession, args: list[str] | None = None, echo: Callable[[str], None] = print):
+        self.sess = sess
+        self.echo = echo
+        self.redactor = Redactor()
+        self.meta = {"version": __version__, "started_at": sess.started_at, "finished_at": "", "interrupted": False,
+                     "tracking_uri": self.redactor.text(sess.tracking_uri), "out": str(sess.out),
+                     "args": [self.redactor.text(a) for a in args or []], "report": "", "report_sha256": ""}
+        self._evidence: list[RunEvidence] | None = None
+        self._raw: dict[str, tuple] = {}
+
+    # -- evidence ------------------------------------------------------------------------------------------------
+    def refs(self) -> list[RunRef]:
+        return self.sess.run_refs() if self.sess.verdicts else []  # resolved already: no training here
+
+    def evidence(self) -> list[RunEvidence]:
+        if self._evidence is None:
+            for ref in self.refs():
+                self._raw[ref.key] = self._gather(ref)
+            for record, audit, files, notes in self._raw.values():
+                if record is not None:
+                    self.redactor.learn(record.params)
+                    self.redactor.learn(record.tags)
+            self._evidence = [self._redacted(ref) for ref in self.refs()]
+        return self._evidence
+
+    def _gather(self, ref: RunRef) -> tuple:
+        notes: list[str] = []
+        record = ref.record
+        if record is None and not ref.error:
+            try:
+                record = self.sess.load(ref)
+            except FtgateError as exc:
+                notes.append(str(exc))
+        audit, files = None, []
+        if record is not None:
+            with tempfile.TemporaryDirectory(prefix="ftgate-evidence-") as tmp:
+                audit = self._audit(ref.run_id, Path(tmp), notes)
+                files = self._adapter(ref.run_id, Path(tmp), notes)
+        return record, audit, files, notes
+
+    def _audit(self, run_id: str, tmp: Path, notes: list[str]) -> dict | None:
+        try:
+            if AUDIT_ARTIFACT not in self.sess.store.list_artifacts(run_id, "audit"):
+                return None
+            path = self.sess.store.download(run_id, AUDIT_ARTIFACT, tmp / "audit")
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except Exception as exc:  # the report says what is missing; the gates judge it
+            notes.append(f"the audit record could not be read: {type(exc).__name__}: {_first(exc)}")
+            return None
+
+    def _adapter(self, run_id: str, tmp: Path, notes: list[str]) -> list[dict]:
+        try:
+            if not self.sess.store.list_artifacts(run_id, ADAPTER_ARTIFACT):
+                notes.append("the run has no adapter artifact: nothing to attest or promote")
+                return []
+            local = self.sess.store.download(run_id, ADAPTER_ARTIFACT, tmp / "adapter")
+            return attest.file_digests(local)
+        except Exception as exc:
+            notes.append(f"the adapter artifact could not be read: {type(exc).__name__}: {_first(exc)}")
+            return []
+
+    def _redacted(self, ref: RunRef) -> RunEvidence:
+        record, audit, files, notes = self._raw[ref.key]
+        r = self.redactor
+        if record is not None:
+            record = dataclasses.replace(record, run_name=r.text(record.run_name), params=r.deep(record.params),
+                                         tags=r.deep(record.tags))
+        return RunEvidence(verdict=r.deep(self.sess.verdicts[ref.key].to_dict()), record=record,
+                           audit=r.deep(audit), adapter_files=files, notes=[r.text(n) for n in notes])
+
+    def refresh(self, interrupted: bool) -> list[RunEvidence]:
+        """The evidence with the verdicts as they are now (after ``FtgateSession.finish``)."""
+        self.meta["interrupted"] = bool(interrupted)
+        self.meta["finished_at"] = utcnow()
+        evs = self.evidence()
+        for ev in evs:
+            ev.verdict = self.redactor.deep(self.sess.verdicts[ev.run_id].to_dict())
+        return evs
+
+    def html(self, interrupted: bool) -> str:
+        return report.session_html(self.refresh(interrupted), self.meta)
+
+    # -- after the HTML exists -----------------------------------------------------------------------------------
+    def finish(self, html_path: Path | None, interrupted: bool, write_html: bool = False) -> list[str]:
+        """Everything that needs the written report; returns lines for the terminal summary."""
+        evs = self.refresh(interrupted)
+        lines: list[str] = []
+        if write_html and html_path is not None:
+            html_path.parent.mkdir(parents=True, exist_ok=True)
+            html_path.write_text(report.standalone_page("pytest-ftgate release report",
+                                                        report.session_html(evs, self.meta)), encoding="utf-8")
+        sha = self._seal(html_path)
+        for ev in evs:
+            self.sess.verdicts[ev.run_id].report_sha256 = sha
+            ev.verdict = self.redactor.deep(self.sess.verdicts[ev.run_id].to_dict())
+            write_json_atomic(self.sess.verdict_path(ev.run_id), ev.verdict)
+        lines += self._attest(evs)
+        if self.sess.options.promote:
+            lines += self._promote(evs)
+        out = self.sess.out
+        self._write(out / "report.json", json.dumps(report.session_json(evs, self.meta), indent=1,
+                                                     default=str, ensure_ascii=False))
+        self._write(out / "summary.md", report.summary_md(evs, self.meta))
+        self._push(evs, html_path)
+        if html_path is not None and html_path.is_file():
+            lines.insert(0, f"report: {html_path} (sha256 {sha[:16]}…), {out / 'report.json'}, {out / 'summary.md'}")
+        return lines
+
+    def _seal(self, html_path: Path | None) -> str:
+        """Scrub secrets from the written HTML (pytest-html's parts too), then hash it."""
+        if html_path is None or not html_path.is_file():
+            return ""
+        text = html_path.read_text(encoding="utf-8")
+        clean = self.redactor.scrub(text)
+        if clean != text:
+            self._write(html_path, clean)
+        sha = hashlib.sha256(html_path.read_bytes()).hexdigest()
+        self.meta.update(report=str(html_path), report_sha256=sha)
+        return sha
+
+    def _write(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.redactor.scrub(text), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _attest(self, evs: list[RunEvidence]) -> list[str]:
+        try:
+            key = attest.configured_key()
+        except attest.AttestationError as exc:
+            self.echo(f"ftgate: attestations are written UNSIGNED: {exc}")
+            key = None
+        lines = []
+        for ev in evs:
+            if not ev.adapter_files:
+                continue
+            path = self.sess.verdict_path(ev.run_id).with_suffix(".intoto.json")
+            statement = attest.statement(ev.adapter_files, attest.predicate(
+                ev.verdict, self._run_info(ev), attest.lineage(ev.record.params if ev.record else {}, ev.audit),
+                self._versions(ev)))
+            env = attest.envelope(self.redactor.deep(statement), key)
+            self._write(path, json.dumps(env, indent=1))
+            ev.attestation = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                              "signed": bool(env["signatures"]),
+                              "keyid": env["signatures"][0]["keyid"] if env["signatures"] else ""}
+            lines.append(f"attestation: {path} ({'signed' if key else 'unsigned'})")
+        return lines
+
+    def _run_info(self, ev: RunEvidence) -> dict:
+        rec = ev.record
+        return {"run_id": ev.run_id, "run_name": ev.verdict.get("run_name"), "tracking_uri": self.meta["tracking_uri"],
+                "experiment_id": rec.experiment_id if rec else None,
+                "artifact_uri": self.redactor.text(rec.artifact_uri) if rec else None}
+
+    def _versions(self, ev: RunEvidence) -> dict:
+        from importlib import metadata
+
+        gating = {"python": platform.python_version(), "pytest_ftgate": __version__}
+        for dist in ("pytest", "mlflow", "pytest-html"):
+            try:
+                gating[dist.replace("-", "_")] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        env = ((ev.audit or {}).get("reproducibility") or {}).get("environment") or {}
+        return {"training": env, "gating": gating}
+
+    def _promote(self, evs: list[RunEvidence]) -> list[str]:
+        name = self.sess.options.promote
+        lines = []
+        try:
+            client = registry.client_for(self.sess.tracking_uri)
+        except Exception as exc:
+            return [f"promotion to {name!r} failed: {type(exc).__name__}: {_first(exc)}"]
+        for ev in evs:
+            if not ev.run_id or ev.verdict.get("error"):
+                continue
+            params = ev.record.params if ev.record else {}
+            tags = registry.candidate_tags(ev.verdict, params.get("ftgate.dataset_sha256", "") or _train_hash(ev),
+                                           self.meta["report_sha256"], ev.attestation.get("sha256", ""))
+            try:
+                ev.promotion = registry.promote_candidate(client, name, ev.verdict, tags, bool(ev.adapter_files))
+            except Exception as exc:
+                ev.promotion = {"name": name, "skipped": f"registry error: {type(exc).__name__}: {_first(exc)}"}
+            p = ev.promotion
+            lines.append(f"registry: {ev.verdict.get('run_name')} -> {name} version {p['version']}, alias "
+                         f"{p['alias']}" if p.get("version") else f"registry: {ev.verdict.get('run_name')} not "
+                                                                  f"promoted ({p['skipped']})")
+        return lines
+
+    def _push(self, evs: list[RunEvidence], html_path: Path | None) -> None:
+        for ev in evs:
+            if not ev.run_id or ev.verdict.get("error") or ev.record is None:
+                continue
+            try:
+                store = self.sess.store
+                store.set_tags(ev.run_id, {"ftgate.report_sha256": self.meta["report_sha256"] or "none"})
+                store.log_artifact(ev.run_id, self.sess.verdict_path(ev.run_id), "ftgate")
+                if ev.attestation:
+                    store.log_artifact(ev.run_id, ev.attestation["path"], "ftgate")
+                if html_path is not None and html_path.is_file():
+                    store.log_artifact(ev.run_id, html_path, "ftgate")
+            except Exception as exc:  # on disk already; MLflow being down must not lose the session
+                self.echo(f"ftgate: could not push the report to MLflow run {ev.run_id}: {type(exc).__name__}: "
+                          f"{_first(exc)}")
+
+
+def _train_hash(ev: RunEvidence) -> str:
+    for d in ((ev.audit or {}).get("input_artifacts") or {}).get("datasets") or []:
+        if d.get("split") == "train" and d.get("sha256"):
+            return d["sha256"]
+    return ""
+
+
+def _first(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

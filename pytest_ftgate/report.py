@@ -1,0 +1,503 @@
+"""The compliance report's content, pure: per run a verdict banner, the gate table, loss curves, metrics against
+the baseline, benchmarks, the audit record, data checks and a sample of generations, as self-contained HTML with
+every value escaped; ``report.json`` and ``summary.md``; and the redaction of secrets from all of them.
+
+No pytest, no MLflow, no file I/O: ``publish.py`` gathers the evidence and writes the files; ``plugin.py``
+hands the HTML to pytest-html. Nothing here may put an unescaped string into HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .redact import REDACTED, Redactor, is_secret_key
+from .runs import RunRecord
+
+MAX_SAMPLES = 10  # generations shown per run (the lowest-scoring first)
+MAX_ITEMS = 25  # list items / dict entries shown by the generic renderer
+MAX_TEXT = 2000  # characters of one value
+
+
+# -- what the report is built from ---------------------------------------------------------------------------------
+@dataclass
+class RunEvidence:
+    """One run's evidence, already redacted: its verdict (``Verdict.to_dict()``), its MLflow record, its audit
+    record, the digests of its adapter artifact, and what became of it (attestation, promotion)."""
+
+    verdict: dict
+    record: RunRecord | None = None
+    audit: dict | None = None
+    adapter_files: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # evidence that could not be gathered, and why
+    attestation: dict = field(default_factory=dict)  # {path, sha256, signed, keyid}
+    promotion: dict = field(default_factory=dict)  # {name, version, alias} or {skipped: reason}
+
+    @property
+    def run_id(self) -> str:
+        return self.verdict.get("run_id", "")
+
+
+def e(x: Any) -> str:
+    """HTML-escaped text of any value (quotes too: safe in attributes)."""
+    return html.escape(_clip(x if isinstance(x, str) else fmt(x)), quote=True)
+
+
+def fmt(v: Any) -> str:
+    if v is None or v == "":
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if isinstance(v, (dict, list, tuple)):
+        return _clip(json.dumps(v, default=str, ensure_ascii=False))
+    return str(v)
+
+
+def _clip(s: str, n: int = MAX_TEXT) -> str:
+    return s if len(s) <= n else s[: n - 1] + f"… [{len(s) - n + 1} more characters]"
+
+
+def table(headers: Iterable[str], rows: Iterable[Iterable[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="ftgate-table {e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def section(title: str, body: str, open_: bool = True, cls: str = "") -> str:
+    return (f'<details class="ftgate-section {e(cls)}"{" open" if open_ else ""}><summary>{e(title)}</summary>'
+            f"{body}</details>")
+
+
+def note(text: str) -> str:
+    return f'<p class="ftgate-note">{e(text)}</p>'
+
+
+# -- gate outcomes -------------------------------------------------------------------------------------------------
+def gate_label(g: Mapping) -> str:
+    """PASS, FAIL (block), WARN, INFO, ERROR or SKIPPED: what a reviewer reads for one gate."""
+    outcome = g.get("outcome")
+    if outcome == "failed":
+        return {"warn": "WARN", "info": "INFO"}.get(g.get("severity"), "FAIL")
+    return {"passed": "PASS", "error": "ERROR", "skipped": "SKIPPED"}.get(outcome, str(outcome).upper())
+
+
+def category(g: Mapping) -> str:
+    gid = str(g.get("id", "")).lower()
+    if gid in ("g1", "g2", "g3", "resources"):
+        return "training"
+    if gid.startswith("bench"):
+        return "benchmark"
+    if gid.startswith(("data", "schema", "pii", "leak", "dup")):
+        return "data"
+    if gid.startswith(("g6", "audit", "integrity", "adapter")):
+        return "audit"
+    return "quality" if gid in ("g4", "g5") or gid.startswith(("quality", "determinism")) else "other"
+
+
+def gate_title(g: Mapping) -> str:
+    gid, name = str(g.get("id") or ""), str(g.get("name") or "")
+    return gid if not name or name == gid else f"{gid} {name}"
+
+
+def gate_table(gates: list[dict]) -> str:
+    if not gates:
+        return note("no gate finished for this run")
+    head = ["gate", "name", "severity", "value", "threshold", "outcome", "message"]
+    rows = "".join(
+        f'<tr class="ftgate-{e(gate_label(g).lower())}"><td>{e(g.get("id"))}</td><td>{e(g.get("name"))}</td>'
+        f'<td>{e(g.get("severity"))}</td><td>{e(g.get("value"))}</td><td>{e(g.get("threshold"))}</td>'
+        f'<td class="ftgate-outcome">{e(gate_label(g))}</td><td class="ftgate-msg">{e(g.get("message"))}</td></tr>'
+        for g in gates)
+    return (f'<table class="ftgate-table ftgate-gates"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}'
+            f"</tr></thead><tbody>{rows}</tbody></table>")
+
+
+def banner(ev: RunEvidence) -> str:
+    v = ev.verdict
+    label = str(v.get("verdict", "block")).upper()
+    counts: dict[str, int] = {}
+    for g in v.get("gates", []):
+        counts[gate_label(g)] = counts.get(gate_label(g), 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no gates finished"
+    flag = '<span class="ftgate-incomplete">INCOMPLETE</span>' if v.get("incomplete") else ""
+    error = f'<div class="ftgate-error">{e(v["error"])}</div>' if v.get("error") else ""
+    return (f'<div class="ftgate-banner ftgate-{e(label.lower())}" role="status"><span class="ftgate-verdict">'
+            f'{e(label)}</span> {flag} <span class="ftgate-run">{e(v.get("run_name"))}</span> '
+            f'<code>{e(v.get("run_id"))}</code><div class="ftgate-counts">{e(summary)}</div>{error}</div>')
+
+
+# -- curves --------------------------------------------------------------------------------------------------------
+def loss_png(history: Mapping[str, list], keys: tuple[str, ...] = ("loss", "eval_loss")) -> bytes | None:
+    """loss and eval_loss against the step as a PNG (matplotlib, Agg); red dotted lines mark non-finite values."""
+    if not any(history.get(k) for k in keys):
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.0), dpi=90)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for key, style in zip(keys, ("-", "o-")):
+        pts = [(s, v) for s, v in history.get(key, []) if isinstance(v, (int, float)) and math.isfinite(v)]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=key, markersize=3)
+        for s, v in history.get(key, []):
+            if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                ax.axvline(s, color="red", linestyle=":", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def curves(record: RunRecord | None) -> str:
+    if record is None:
+        return note("the run could not be read: no curves")
+    try:
+        png = loss_png(record.history)
+    except ImportError:
+        return note("matplotlib is not installed (pip install pytest-ftgate[report]): no curves")
+    if png is None:
+        return note("the run logged no loss or eval_loss")
+    nonfinite = sorted({s for k in ("loss", "eval_loss") for s, v in record.history.get(k, [])
+                        if not math.isfinite(v)})
+    extra = note(f"non-finite values at steps {nonfinite[:20]}") if nonfinite else ""
+    return (f'<img class="ftgate-plot" alt="loss and eval_loss of {e(record.run_name)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>{extra}')
+
+
+# -- tables found inside gate details ------------------------------------------------------------------------------
+_COLUMNS = ("name", "metric", "task", "candidate", "baseline", "base", "difference", "ratio", "ci_low", "ci_high",
+            "stderr", "significant", "threshold", "passed")
+
+
+def find_rows(obj: Any, required: tuple[str, ...], name: str = "", depth: int = 0) -> list[dict]:
+    """Dicts holding every ``required`` key, wherever they sit in ``obj`` (a dict of them is keyed by ``name``)."""
+    if depth > 4:
+        return []
+    if isinstance(obj, Mapping):
+        if all(k in obj for k in required):
+            return [{"name": name, **obj} if name and "metric" not in obj and "task" not in obj else dict(obj)]
+        return [r for k, v in obj.items() if k != "samples" for r in find_rows(v, required, str(k), depth + 1)]
+    if isinstance(obj, list):
+        return [r for v in obj[:200] for r in find_rows(v, required, name, depth + 1)]
+    return []
+
+
+def rows_table(rows: list[dict]) -> str:
+    keys = [k for k in _COLUMNS if any(k in r for r in rows)]
+    keys += sorted({k for r in rows for k, v in r.items() if k not in keys and not isinstance(v, (dict, list))})
+    return table(keys, ([r.get(k) for k in keys] for r in rows), "ftgate-metrics")
+
+
+def metric_rows(gates: list[dict]) -> list[tuple[dict, list[dict]]]:
+    out = []
+    for g in gates:
+        rows = find_rows(g.get("details") or {}, ("candidate", "baseline"))
+        if rows and category(g) != "benchmark":
+            out.append((g, rows))
+    return out
+
+
+def benchmark_rows(gates: list[dict]) -> list[dict]:
+    rows = []
+    for g in gates:
+        if category(g) != "benchmark":
+            continue
+        found = find_rows(g.get("details") or {}, ("task",)) or [{"task": g.get("id"), **(g.get("details") or {})}]
+        rows += [{"gate": g.get("id"), "outcome": gate_label(g), **{k: v for k, v in r.items()
+                                                                    if not isinstance(v, (dict, list))}}
+                 for r in found]
+    return rows
+
+
+# -- generic details -----------------------------------------------------------------------------------------------
+def details_html(obj: Any, depth: int = 0) -> str:
+    """Any JSON-like value as nested, escaped definition lists (long lists and deep nesting are cut)."""
+    if isinstance(obj, Mapping):
+        if not obj:
+            return "–"
+        if depth >= 3:
+            return f"<code>{e(obj)}</code>"
+        items = list(obj.items())
+        body = "".join(f"<dt>{e(k)}</dt><dd>{details_html(v, depth + 1)}</dd>" for k, v in items[:MAX_ITEMS])
+        more = note(f"… {len(items) - MAX_ITEMS} more entries in report.json") if len(items) > MAX_ITEMS else ""
+        return f'<dl class="ftgate-dl">{body}</dl>{more}'
+    if isinstance(obj, list):
+        if not obj or all(not isinstance(v, (dict, list)) for v in obj) or depth >= 3:
+            return f"<code>{e(obj)}</code>"
+        body = "".join(f"<li>{details_html(v, depth + 1)}</li>" for v in obj[:MAX_ITEMS])
+        more = note(f"… {len(obj) - MAX_ITEMS} more items in report.json") if len(obj) > MAX_ITEMS else ""
+        return f"<ol>{body}</ol>{more}"
+    return e(obj)
+
+
+# -- generations ---------------------------------------------------------------------------------------------------
+def samples(gates: list[dict], limit: int = MAX_SAMPLES) -> tuple[list[dict], int]:
+    """(the ``limit`` lowest-scoring generations, how many there are), over every gate's ``details["samples"]``."""
+    seen: dict[tuple, dict] = {}
+    for g in gates:
+        for s in (g.get("details") or {}).get("samples") or []:
+            if isinstance(s, Mapping):
+                seen.setdefault((str(s.get("prompt")), str(s.get("prediction"))), dict(s))
+
+    def score(s: dict) -> float:
+        vals = [v for v in (s.get("scores") or {}).values() if isinstance(v, (int, float)) and math.isfinite(v)]
+        return sum(vals) / len(vals) if vals else math.inf
+
+    ranked = sorted(seen.values(), key=score)
+    return ranked[:limit], len(ranked)
+
+
+def samples_table(gates: list[dict]) -> str:
+    shown, total = samples(gates)
+    if not total:
+        return note("no generations were recorded for this run")
+    rows = "".join(
+        f'<tr><td class="ftgate-text">{e(s.get("prompt"))}</td><td class="ftgate-text">{e(s.get("reference"))}</td>'
+        f'<td class="ftgate-text ftgate-prediction">{e(s.get("prediction"))}</td><td>{e(s.get("scores"))}</td></tr>'
+        for s in shown)
+    return (note(f"the {len(shown)} lowest-scoring of {total} generations (all of them are in report.json)")
+            + '<table class="ftgate-table ftgate-samples"><thead><tr><th>prompt</th><th>reference</th>'
+            f"<th>prediction</th><th>scores</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+# -- the audit record ----------------------------------------------------------------------------------------------
+def audit_html(ev: RunEvidence, gates: list[dict]) -> str:
+    a = ev.audit or {}
+    parts = []
+    if not a:
+        parts.append(note("no audit record (artifact audit/audit_record.json) on this run"))
+    inputs = a.get("input_artifacts") or {}
+    if inputs:
+        parts.append(table(["input", "path / name", "sha256", "detail"], _input_rows(inputs), "ftgate-hashes"))
+    recorded = {f.get("name"): f.get("sha256") for f in
+                ((a.get("output_artifacts") or {}).get("adapter") or {}).get("files") or []}
+    if ev.adapter_files or recorded:
+        names = sorted({f["name"] for f in ev.adapter_files} | set(recorded))
+        actual = {f["name"]: f for f in ev.adapter_files}
+        parts.append(table(["adapter file", "sha256 (artifact)", "size", "matches audit record"], [
+            [n, (actual.get(n) or {}).get("sha256"), (actual.get(n) or {}).get("size"),
+             "–" if not recorded else (recorded.get(n) == (actual.get(n) or {}).get("sha256"))] for n in names]))
+    repro = a.get("reproducibility") or {}
+    for title in ("environment", "seeds", "hardware", "determinism"):
+        if repro.get(title):
+            parts.append(f"<h4>{e(title)}</h4>" + table(["key", "value"], sorted(repro[title].items())))
+    if a.get("training_record"):
+        parts.append("<h4>training record</h4>" + details_html(a["training_record"]))
+    for g in gates:
+        if g.get("details"):
+            parts.append(f'<h4>{e(gate_title(g))}</h4>' + details_html(g["details"]))
+    return "".join(parts)
+
+
+def _input_rows(inputs: Mapping) -> list[list]:
+    base, cfg, info = (inputs.get(k) or {} for k in ("base_model", "config", "dataset_info"))
+    return [["base model", base.get("source") or base.get("path"), base.get("hash"),
+             f"{len(base.get('files') or [])} files"],
+            *[[f"dataset ({d.get('split')})", d.get("name"), d.get("sha256"),
+               f"{d.get('samples')} samples, {d.get('format')}"] for d in inputs.get("datasets") or []],
+            ["dataset_info", info.get("path"), info.get("sha256"), ""],
+            ["config", cfg.get("file"), cfg.get("sha256"), f"git {cfg.get('git_commit') or '–'}"]]
+
+
+# -- one run, the whole session ------------------------------------------------------------------------------------
+def run_html(ev: RunEvidence) -> str:
+    gates = ev.verdict.get("gates", [])
+    by_cat = {c: [g for g in gates if category(g) == c] for c in ("training", "quality", "benchmark", "data",
+                                                                   "audit", "other")}
+    metric_parts = [f'<h4>{e(gate_title(g))}</h4>' + rows_table(rows) for g, rows in
+                    metric_rows(gates)]
+    bench = benchmark_rows(gates)
+    data = "".join(f'<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>{note(g.get("message", ""))}'
+                   + details_html(g.get("details") or {}) for g in by_cat["data"])
+    shown = {id(g) for c in ("data", "audit", "benchmark") for g in by_cat[c]} | {id(g) for g, _ in metric_rows(gates)}
+    other = "".join(f'<h4>{e(gate_title(g))}</h4>' + details_html(
+        {k: v for k, v in g["details"].items() if k != "samples"}) for g in gates
+        if id(g) not in shown and [k for k in (g.get("details") or {}) if k != "samples"])
+    record = ev.record
+    params = sorted((record.params if record else {}).items())
+    tags = sorted((k, v) for k, v in (record.tags if record else {}).items() if not k.startswith("mlflow.log-model"))
+    return "".join([
+        f'<article class="ftgate-run-report" id="run-{e(ev.run_id)}">', banner(ev),
+        "".join(note(n) for n in ev.notes),
+        section("Gates", gate_table(gates)),
+        section("Loss and eval_loss", curves(record)),
+        section("Metrics against the baseline (confidence intervals)",
+                "".join(metric_parts) or note("no baseline comparison was recorded")),
+        section("Benchmarks", rows_table(bench) if bench else note("no benchmark was run")),
+        section("Audit record", audit_html(ev, by_cat["audit"])),
+        section("Data checks", data or note("no data check was run")),
+        section("Sample of generations", samples_table(gates)),
+        section("Other gate details", other, cls="ftgate-other") if other else "",
+        section(f"Run parameters ({len(params)}) and tags ({len(tags)})",
+                table(["param", "value"], params) + table(["tag", "value"], tags), open_=False),
+        outcome_html(ev), "</article>",
+    ])
+
+
+def outcome_html(ev: RunEvidence) -> str:
+    items = []
+    if ev.attestation:
+        a = ev.attestation
+        how = f"signed, keyid {str(a.get('keyid'))[:16]}" if a.get("signed") else "unsigned"
+        items.append(f"attestation {a.get('path')} ({how}), sha256 {a.get('sha256')}")
+    if ev.promotion:
+        p = ev.promotion
+        items.append(f"registry: {p['name']} version {p['version']}, alias {p['alias']}" if p.get("version")
+                     else f"registry: not promoted ({p.get('skipped')})")
+    return "".join(note(i) for i in items)
+
+
+def session_html(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> str:
+    """The compliance part of the report: the session line, an overview of the runs, then each run."""
+    incomplete = meta.get("interrupted") or any(ev.verdict.get("incomplete") for ev in evidence)
+    head = (f'<div class="ftgate-session{" ftgate-session-incomplete" if incomplete else ""}">'
+            f'<h2>Release verdicts</h2><p>{e(len(evidence))} run(s) gated by pytest-ftgate {e(meta.get("version"))}'
+            f' from {e(meta.get("started_at"))} to {e(meta.get("finished_at"))}; tracking store '
+            f'<code>{e(meta.get("tracking_uri"))}</code>.</p>')
+    if incomplete:
+        head += ('<p class="ftgate-incomplete">INCOMPLETE: the session was interrupted or not every gate finished; '
+                 "this report does not support a release decision.</p>")
+    overview = table(["run", "run id", "verdict", "failed gates"], [
+        [ev.verdict.get("run_name"), ev.run_id, str(ev.verdict.get("verdict")).upper()
+         + (" (incomplete)" if ev.verdict.get("incomplete") else ""),
+         ", ".join(f"{g.get('id')} ({gate_label(g)})" for g in ev.verdict.get("gates", [])
+                   if g.get("outcome") in ("failed", "error")) or "–"] for ev in evidence], "ftgate-overview")
+    return f'<style>{CSS}</style><section class="ftgate-report">{head}{overview}</div>' + "".join(
+        run_html(ev) for ev in evidence) + "</section>"
+
+
+def standalone_page(title: str, body: str) -> str:
+    """A whole HTML document around ``body``, for sessions without pytest-html."""
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"/><title>{e(title)}</title></head>'
+            f'<body><h1 id="title">{e(title)}</h1>{body}</body></html>')
+
+
+CSS = """
+.ftgate-report{color:#222;font-size:13px;margin:1em 0 2em}
+.ftgate-banner{padding:10px 14px;margin:18px 0 8px;border-radius:4px;color:#fff;font-size:15px}
+.ftgate-banner.ftgate-pass{background:#2e7d32}.ftgate-banner.ftgate-warn{background:#b26a00}
+.ftgate-banner.ftgate-block{background:#c62828}.ftgate-verdict{font-weight:bold;font-size:20px;margin-right:8px}
+.ftgate-banner code{color:#fff;opacity:.85}.ftgate-counts,.ftgate-error{font-size:12px;margin-top:4px}
+.ftgate-incomplete{font-weight:bold;background:#000;color:#ff0;padding:2px 6px;border-radius:3px}
+.ftgate-table{border-collapse:collapse;margin:6px 0;max-width:100%}
+.ftgate-table td,.ftgate-table th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+.ftgate-table th{background:#f3f3f3}.ftgate-text{white-space:pre-wrap;max-width:420px;word-break:break-word}
+.ftgate-gates .ftgate-fail .ftgate-outcome,.ftgate-gates .ftgate-error .ftgate-outcome{color:#c62828;font-weight:bold}
+.ftgate-gates .ftgate-warn .ftgate-outcome{color:#b26a00;font-weight:bold}
+.ftgate-gates .ftgate-pass .ftgate-outcome{color:#2e7d32}.ftgate-msg{max-width:520px;word-break:break-word}
+.ftgate-section{margin:4px 0 4px 8px}.ftgate-section>summary{font-weight:bold;cursor:pointer;font-size:14px}
+.ftgate-note{color:#555;margin:3px 0}.ftgate-dl dt{font-weight:bold}.ftgate-dl dd{margin:0 0 4px 16px}
+.ftgate-plot{max-width:640px;border:1px solid #eee}
+.col-result.ftgate-soft{font-size:0}.col-result.ftgate-soft::before{font-size:12px;font-weight:bold}
+.col-result.ftgate-soft-warn::before{content:"Warn";color:#b26a00}
+.col-result.ftgate-soft-info::before{content:"Info";color:#0277bd}
+span.warn{color:#b26a00}span.info{color:#0277bd}
+"""
+
+
+# -- pytest-html's own table ----------------------------------------------------------------------------------------
+HTML_COLUMNS = ['<th class="sortable" data-column-type="ftgateRun">Run</th>',
+                '<th class="sortable" data-column-type="ftgateGate">Gate</th>', "<th>Severity</th>",
+                "<th>Value</th>", "<th>Threshold</th>"]
+
+
+def html_row(cells: list[str], test_id: str, record: Any, run_name: str, soft: str | None) -> list[str]:
+    """pytest-html's row with the test id escaped (pytest-html inserts it raw), the gate's columns added, and a
+    failed warn/info gate labelled WARN/INFO (kept "Passed" underneath: pytest-html's filters know no other)."""
+    g = record.__dict__ if record is not None and hasattr(record, "__dict__") else dict(record or {})
+    result = cells[0] if not soft else f'<td class="col-result ftgate-soft ftgate-soft-{e(soft)}">Passed</td>'
+    gate = gate_title(g)
+    return [result, f'<td class="col-testId">{e(test_id)}</td>', f'<td class="col-ftgateRun">{e(run_name)}</td>',
+            f'<td class="col-ftgateGate">{e(gate)}</td>', f"<td>{e(g.get('severity'))}</td>",
+            f"<td>{e(g.get('value'))}</td>", f"<td>{e(g.get('threshold'))}</td>", *cells[2:]]
+
+
+def adapt_html_report(data: Any, render_collapsed: str, redactor: Redactor) -> None:
+    """pytest-html's ReportData for a gating session: title, WARN/INFO outcomes next to Passed, rows expanded
+    unless ``render_collapsed`` was changed from its default, environment values escaped and redacted."""
+    data.title = "pytest-ftgate release report"
+    labels = {"warn": "Warn", "info": "Info"}
+    outcomes = data.outcomes
+    outcomes.setdefault("warn", {"label": "Warn", "value": 0})
+    order = [k for k in outcomes if k not in labels]
+    order[order.index("passed") + 1:order.index("passed") + 1] = [k for k in labels if k in outcomes]
+    reordered = {k: outcomes[k] for k in order}
+    for k in labels:
+        if k in reordered:
+            reordered[k]["label"] = labels[k]
+    outcomes.clear()
+    outcomes.update(reordered)
+    if render_collapsed == "passed":  # pytest-html's default collapses passed rows
+        data.set_data("renderCollapsed", [])
+    env = data.data.get("environment") or {}
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {e(redactor.text(str(k))): clean(x) for k, x in v.items()}
+        return e(redactor.text(str(v)))
+
+    data.set_data("environment", {k: (REDACTED if is_secret_key(str(k)) else clean(v)) for k, v in env.items()})
+
+
+# -- report.json and summary.md ------------------------------------------------------------------------------------
+def record_dict(record: RunRecord | None) -> dict | None:
+    if record is None:
+        return None
+    return {"run_name": record.run_name, "experiment_id": record.experiment_id, "status": record.status,
+            "duration_s": record.duration_s, "params": record.params, "tags": record.tags,
+            "history": {k: [list(p) for p in pts] for k, pts in record.history.items()}}
+
+
+def session_json(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> dict:
+    """The whole session, machine-readable (redacted like the HTML)."""
+    counts: dict[str, int] = {}
+    for ev in evidence:
+        counts[ev.verdict.get("verdict", "block")] = counts.get(ev.verdict.get("verdict", "block"), 0) + 1
+    return {"schema_version": 1, "tool": {"name": "pytest-ftgate", "version": meta.get("version")},
+            "session": dict(meta), "counts": counts, "runs": [{
+                **ev.verdict, "run": record_dict(ev.record), "audit_record": ev.audit,
+                "adapter_files": ev.adapter_files, "attestation": ev.attestation, "promotion": ev.promotion,
+                "notes": ev.notes} for ev in evidence]}
+
+
+def _md(x: Any) -> str:
+    return html.escape(fmt(x), quote=False).replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def summary_md(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> str:
+    """A short Markdown summary for a CI job summary: one line per run and its failed gates."""
+    lines = ["## pytest-ftgate release verdicts", ""]
+    if meta.get("interrupted") or any(ev.verdict.get("incomplete") for ev in evidence):
+        lines += ["**INCOMPLETE**: the session was interrupted or not every gate finished.", ""]
+    lines += ["| run | run id | verdict | failed gates |", "|---|---|---|---|"]
+    for ev in evidence:
+        v = ev.verdict
+        failed = ", ".join(f"{_md(g.get('id'))} {gate_label(g)}" for g in v.get("gates", [])
+                           if g.get("outcome") in ("failed", "error")) or "–"
+        label = str(v.get("verdict")).upper() + (" (incomplete)" if v.get("incomplete") else "")
+        lines.append(f"| {_md(v.get('run_name'))} | `{_md(ev.run_id)}` | **{label}** | {failed} |")
+    lines.append("")
+    for ev in evidence:
+        for g in ev.verdict.get("gates", []):
+            if g.get("outcome") in ("failed", "error"):
+                lines.append(f"- {_md(ev.verdict.get('run_name'))} {_md(g.get('id'))} ({gate_label(g)}): "
+                             f"{_md(g.get('message'))}")
+        if ev.promotion.get("version"):
+            p = ev.promotion
+            lines.append(f"- {_md(ev.verdict.get('run_name'))}: registered as {_md(p['name'])} version "
+                         f"{_md(p['version'])}, alias `{_md(p['alias'])}`")
+    lines += ["", f"Report: `{_md(meta.get('report'))}` (sha256 `{_md(meta.get('report_sha256'))}`)", ""]
+    return "\n".join(lines)

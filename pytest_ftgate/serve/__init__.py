@@ -1,0 +1,85 @@
+"""Serving engines registered by name; registering imports no backend (torch, transformers and vLLM load when an
+engine of that kind is created). Adding an engine = one module + one line in ``ENGINES``.
+
+  hf      transformers + peft in this process: adapters attached to one base model, batched greedy generation
+  vllm    ``vllm serve BASE --enable-lora --lora-modules NAME=PATH ...`` launched on 127.0.0.1, OpenAI API
+  openai  any OpenAI-compatible server that already runs (vLLM, ``llamafactory-cli api``)
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from pathlib import Path
+
+from ..errors import ConfigError
+
+ENGINES = {
+    "hf": "pytest_ftgate.serve.hf:HFEngine",
+    "vllm": "pytest_ftgate.serve.vllm:VLLMEngine",
+    "openai": "pytest_ftgate.serve.openai:OpenAIEngine",
+}
+
+
+def engine_class(kind: str):
+    """The class registered as ``kind``; ConfigError with the close matches when unknown."""
+    if kind not in ENGINES:
+        close = difflib.get_close_matches(kind, list(ENGINES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"engine kind {kind!r} is not registered{hint} (known: {', '.join(ENGINES)})")
+    module, _, name = ENGINES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def create_engine(kind: str, base_model: str | Path, cfg, **kwargs):
+    """A new engine of ``kind`` for ``base_model`` with the ``engine`` section of ftgate.yaml (not started)."""
+    return engine_class(kind)(str(base_model), cfg, **kwargs)
+
+
+class EnginePool:
+    """One engine per base model for a whole session, shared by every run on that base; closes them all at the end.
+
+    A failed start is remembered, so the runs on that base report the same error without relaunching a server.
+    """
+
+    def __init__(self, kind: str, cfg, **engine_kwargs):
+        self.kind = kind
+        self.cfg = cfg
+        self.engine_kwargs = engine_kwargs
+        self.engines: dict[str, object] = {}
+        self.failures: dict[str, Exception] = {}
+
+    def get(self, base_model: str | Path, adapters: dict[str, str | Path] | None = None):
+        """The started engine for ``base_model`` with ``adapters`` (name -> local dir) added.
+
+        An adapter that is refused fails this call only; an engine that does not start fails every later call
+        for its base model with the same error.
+        """
+        key = str(base_model)
+        if key in self.failures:
+            raise self.failures[key]
+        engine = self.engines.get(key)
+        if engine is None:
+            engine = self._guard(key, lambda: create_engine(self.kind, key, self.cfg, **self.engine_kwargs))
+        for name, path in (adapters or {}).items():
+            engine.add_adapter(name, path)
+        if key in self.engines:
+            engine.start()
+        else:
+            self._guard(key, engine.start, engine)
+            self.engines[key] = engine
+        return engine
+
+    def _guard(self, key: str, step, engine=None):
+        try:
+            return step()
+        except Exception as exc:
+            self.failures[key] = exc
+            if engine is not None:
+                engine.close()
+            raise
+
+    def close(self) -> None:
+        engines, self.engines = list(self.engines.values()), {}
+        for engine in engines:
+            engine.close()

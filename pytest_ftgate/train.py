@@ -1,0 +1,398 @@
+"""Training under the gate: read a LLaMA-Factory config, hash its inputs, re-use or train, return the run id.
+
+Runs in the pytest process (``ensure_trained``) and behind ``ftgate train``: it never imports torch or
+LLaMA-Factory. The training itself runs in a child process (``pytest_ftgate.train_worker``) whose output is
+streamed to a log file; this module validates the config and the data, finds an identical finished run, starts
+the child, and turns its failures into ConfigError / DataError / TrainingError with the log tail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from . import audit, demo
+from .errors import ConfigError, DataError, FtgateError, TrainingError
+
+PATH_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "output_dir", "deepspeed", "cache_dir",
+             "media_dir", "tokenized_path")
+TAIL_LINES = 40
+TRAINED_BY = "pytest-ftgate"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """A validated training config: its file, its text, the LLaMA-Factory arguments with paths resolved."""
+
+    path: Path
+    text: str
+    args: dict
+
+
+def load_spec(config: str | Path) -> TrainingSpec:
+    """Read the YAML config; relative paths are resolved against the config file's directory."""
+    import yaml
+
+    path = Path(config)
+    if not path.is_file():
+        raise ConfigError(f"{path}: training config not found (pass an existing LLaMA-Factory YAML file)")
+    text = path.read_text()
+    try:
+        args = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(args, dict):
+        raise ConfigError(f"{path}: a LLaMA-Factory config is a mapping of keys, got {type(args).__name__}")
+    for key in ("model_name_or_path", "dataset", "output_dir"):
+        if not args.get(key):
+            raise ConfigError(f"{path}: key {key!r} is required")
+    here = path.resolve().parent
+    for key in PATH_KEYS:
+        value = args.get(key)
+        if isinstance(value, str) and value and _looks_local(here, value):
+            args[key] = str((here / value).resolve()) if not Path(value).is_absolute() else value
+    report = args.get("report_to") or []
+    report = [report] if isinstance(report, str) else list(report)
+    args["report_to"] = [r for r in report if r not in ("none", "mlflow")] + ["mlflow"]
+    return TrainingSpec(path.resolve(), text, args)
+
+
+def _looks_local(here: Path, value: str) -> bool:
+    return value.startswith((".", "/", "~")) or (here / value).exists()
+
+
+def base_model_dir(spec: TrainingSpec, echo: Callable[[str], None], log_dir: Path) -> Path:
+    """The local base model directory; the bundled demo base is built on demand (in a child process)."""
+    value = spec.args["model_name_or_path"]
+    p = Path(value)
+    if not p.is_dir() and p.name == demo.DEMO_BASE_NAME:
+        echo(f"ftgate: building the demo base model {p} (tokenizer + tiny Llama, local recipe)")
+        _run_child([sys.executable, "-m", "pytest_ftgate.demo", str(p)], log_dir / "demo-base.log", "demo base")
+    if not p.is_dir() or not (p / "config.json").is_file():
+        raise ConfigError(f"{spec.path}: model_name_or_path {value!r} is not a local model directory with a "
+                          "config.json; pytest-ftgate trains from local paths only (no hub at run time)")
+    return p
+
+
+# -- datasets ------------------------------------------------------------------------------------------------
+def dataset_inputs(spec: TrainingSpec, test_dataset: str | None = None) -> tuple[list[dict], dict]:
+    """``[{name, split, path, sha256, samples, format}]`` and ``{path, sha256}`` of dataset_info.json.
+
+    The test split is ``test_dataset`` or, by convention, ``<train name without _train>_test`` when registered.
+    """
+    d = Path(spec.args.get("dataset_dir") or spec.path.parent / "data")
+    info_path = d / "dataset_info.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except OSError as exc:
+        raise DataError(f"{info_path}: cannot be read ({exc.strerror}); set dataset_dir in {spec.path}") from None
+    except ValueError as exc:
+        raise DataError(f"{info_path}: not valid JSON: {exc}") from None
+    splits = [(n, "train") for n in _names(spec.args.get("dataset"))]
+    splits += [(n, "validation") for n in _names(spec.args.get("eval_dataset"))]
+    test = test_dataset or _conventional_test(splits[0][0], info)
+    if test:
+        splits.append((test, "test"))
+    memo = audit.HashMemo()
+    out = [_dataset_entry(name, split, info, d, info_path, memo) for name, split in splits]
+    return out, {"path": str(info_path), "sha256": audit.prefixed(memo.sha256(info_path))}
+
+
+def _names(value: Any) -> list[str]:
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(n).strip() for n in items if str(n).strip()]
+
+
+def _conventional_test(train_name: str, info: dict) -> str | None:
+    stem = train_name[: -len("_train")] if train_name.endswith("_train") else train_name
+    return f"{stem}_test" if f"{stem}_test" in info else None
+
+
+def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, memo: audit.HashMemo) -> dict:
+    if name not in info:
+        raise DataError(f"{info_path}: dataset {name!r} ({split}) is not registered; registered: "
+                        f"{', '.join(sorted(info)) or 'none'}")
+    attr = info[name]
+    if "file_name" not in attr:
+        raise DataError(f"{info_path}: dataset {name!r} has no `file_name`; pytest-ftgate trains on local files only")
+    path = d / attr["file_name"]
+    fmt = attr.get("formatting", "alpaca")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"{path}: the file of dataset {name!r} (registered in {info_path}) does not exist")
+    samples = sum(len(validate_rows(f, fmt, attr.get("columns") or {})) for f in files)
+    if len(files) == 1:
+        sha = audit.prefixed(memo.sha256(files[0]))
+    else:
+        sha = audit.digest_files([{"name": f.relative_to(path).as_posix(), "sha256": memo.sha256(f)} for f in files])
+    return {"name": name, "split": split, "path": str(path), "sha256": sha, "samples": samples, "format": fmt}
+
+
+def read_rows(path: Path) -> list:
+    """Rows of a JSON array or JSON-lines file; a DataError names the file (and the line)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl" or (text.lstrip()[:1] == "{" and "\n{" in text):
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise DataError(f"{path}: line {i} is not valid JSON: {exc}") from None
+        return rows
+    try:
+        rows = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
+    return rows
+
+
+def validate_rows(path: Path, fmt: str, columns: dict) -> list:
+    """Check each row has what LLaMA-Factory reads (alpaca: prompt + response; sharegpt: a message list)."""
+    rows = read_rows(path)
+    if fmt == "alpaca":
+        need = [columns.get("prompt", "instruction"), columns.get("response", "output")]
+    elif fmt in ("sharegpt", "openai"):
+        need = [columns.get("messages", "conversations" if fmt == "sharegpt" else "messages")]
+    else:
+        raise DataError(f"{path}: formatting {fmt!r} is not alpaca, sharegpt or openai")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {i} is not an object ({fmt} rows are JSON objects)")
+        for col in need:
+            value = row.get(col)
+            ok = isinstance(value, list) and bool(value) if fmt != "alpaca" else isinstance(value, str)
+            if not ok:
+                what = "missing" if col not in row else f"not a {'list' if fmt != 'alpaca' else 'string'}"
+                raise DataError(f"{path}: row {i} has no valid {col!r} ({what}); every {fmt} row needs "
+                                f"{' and '.join(repr(c) for c in need)}")
+    if not rows:
+        raise DataError(f"{path}: the dataset has no rows")
+    return rows
+
+
+# -- inputs, re-use -----------------------------------------------------------------------------------------
+def input_artifacts(spec: TrainingSpec, base: Path, test_dataset: str | None = None) -> dict:
+    datasets, info = dataset_inputs(spec, test_dataset)
+    files = audit.tree_files(base)
+    recipe = base / "ftgate_recipe.json"
+    return {
+        "base_model": {"path": str(base), "source": "pytest_ftgate.demo recipe" if recipe.is_file() else str(base),
+                       "hash": audit.digest_files(files), "files": files},
+        "datasets": datasets, "dataset_info": info,
+        "config": {"file": str(spec.path), "sha256": audit.digest_text(spec.text), "content": spec.text,
+                   **audit.git_commit(spec.path)},
+    }
+
+
+def lineage_params(inputs: dict) -> dict[str, str]:
+    """The params a re-use lookup matches on (and that G6 reads)."""
+    trained = [d for d in inputs["datasets"] if d["split"] != "test"]
+    return {
+        "ftgate.config_sha256": inputs["config"]["sha256"],
+        "ftgate.dataset_sha256": audit.digest_files(
+            [{"name": f"{d['split']}/{d['name']}", "sha256": d["sha256"]} for d in trained]
+            + [{"name": "dataset_info.json", "sha256": inputs["dataset_info"]["sha256"]}]),
+        "ftgate.base_model_sha256": inputs["base_model"]["hash"],
+    }
+
+
+def find_existing(store: Any, experiment_id: str, params: dict[str, str]) -> str | None:
+    """The newest FINISHED run trained by pytest-ftgate with the same config, data and base model hashes."""
+    clauses = [f"params.`{k}` = '{v}'" for k, v in params.items()]
+    clauses += [f"tags.`ftgate.trained_by` = '{TRAINED_BY}'", "attributes.status = 'FINISHED'"]
+    runs = store.client.search_runs([experiment_id], filter_string=" and ".join(clauses),
+                                    order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+# -- the entry point ----------------------------------------------------------------------------------------
+def ensure_trained(config: Path, store: Any, *, retrain: bool, log_dir: Path, echo: Callable[[str], None],
+                   test_dataset: str | None = None) -> str:
+    """The run id of a FINISHED training run of ``config`` in ``store``: an identical one re-used, else trained."""
+    spec = load_spec(config)
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    base = base_model_dir(spec, echo, log_dir)
+    inputs = input_artifacts(spec, base, test_dataset)
+    params = lineage_params(inputs)
+    experiment_id = store.experiment_id(create=True)
+    if not retrain:
+        existing = find_existing(store, experiment_id, params)
+        if existing:
+            echo(f"ftgate: re-using run {existing}: same config, data and base model hashes as {spec.path.name} "
+                 "(--ftgate-retrain trains again)")
+            return existing
+    return _train(spec, store, experiment_id, inputs, params, log_dir, echo)
+
+
+def _train(spec: TrainingSpec, store: Any, experiment_id: str, inputs: dict, params: dict, log_dir: Path,
+           echo: Callable[[str], None]) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    run_name = f"{spec.path.stem}-{stamp[:15]}"
+    args = dict(spec.args, output_dir=str(Path(spec.args["output_dir"]) / run_name))
+    work = log_dir / f"train-{run_name}"
+    work.mkdir(parents=True, exist_ok=True)
+    log_path, result_path = work / "train.log", work / "result.json"
+    job = {"config_file": str(spec.path), "args": args, "tracking_uri": store.tracking_uri,
+           "experiment_id": experiment_id, "run_name": run_name, "inputs": inputs, "params": params,
+           "result_path": str(result_path), "log_path": str(log_path)}
+    (work / "job.json").write_text(json.dumps(job, indent=1))
+    echo(f"ftgate: training {spec.path} with LLaMA-Factory in a child process (log: {log_path})")
+    t0 = time.monotonic()
+    try:
+        code = _run_child([sys.executable, "-m", "pytest_ftgate.train_worker", str(work / "job.json")], log_path,
+                          None)
+    except KeyboardInterrupt:
+        _mark_failed(store, result_path, log_path, "KILLED", "interrupted (Ctrl-C) during training")
+        raise
+    result = _read_json(result_path)
+    if code == 0 and result.get("status") == "ok":
+        echo(f"ftgate: trained run {result['run_id']} ({run_name}) in {time.monotonic() - t0:.1f} s")
+        return result["run_id"]
+    return _raise_failure(spec, store, result, code, result_path, log_path)
+
+
+def _raise_failure(spec: TrainingSpec, store: Any, result: dict, code: int, result_path: Path,
+                   log_path: Path) -> str:
+    tail = log_tail(log_path)
+    kind, message = result.get("kind"), result.get("message") or ""
+    if kind == "config":
+        raise ConfigError(message)
+    if kind == "data":
+        raise DataError(message)
+    if not message:
+        message = f"the training process exited with code {code}" + (
+            f" (killed by signal {-code}: out of memory?)" if code < 0 else "")
+    run_id = _mark_failed(store, result_path, log_path, "FAILED", message)
+    where = f"; MLflow run {run_id} is marked FAILED" if run_id else ""
+    raise TrainingError(f"training {spec.path} failed: {message}{where}", tail, str(log_path))
+
+
+def _mark_failed(store: Any, result_path: Path, log_path: Path, status: str, message: str) -> str | None:
+    """Mark the child's run FAILED/KILLED with the error and the log tail when the child could not."""
+    run_id = _read_json(result_path).get("run_id")
+    if not run_id:
+        return None
+    try:
+        run = store.client.get_run(run_id)
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            store.set_tags(run_id, {"ftgate.error": message})
+            tail = log_path.with_name("train_log_tail.txt")
+            tail.write_text(log_tail(log_path, 200))
+            store.log_artifact(run_id, tail, "logs")
+            store.client.set_terminated(run_id, status=status)
+    except Exception:  # the error is raised anyway; MLflow being down must not hide it
+        pass
+    return run_id
+
+
+def _run_child(cmd: list[str], log_path: Path, what: str | None) -> int:
+    """Run ``cmd`` with its output streamed to ``log_path``; Ctrl-C terminates it. Raises when ``what`` fails."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = child_env()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
+    if what and code != 0:
+        raise TrainingError(f"building the {what} failed (exit code {code})", log_tail(log_path), str(log_path))
+    return code
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def child_env() -> dict[str, str]:
+    """The training child's environment: one BLAS thread unless set, no hub, no stray MLflow run settings."""
+    env = dict(os.environ)
+    defaults = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1", "DISABLE_VERSION_CHECK": "1"}
+    for k, v in defaults.items():
+        env.setdefault(k, v)
+    for k in ("MLFLOW_RUN_ID", "MLFLOW_NESTED_RUN", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
+              "HF_MLFLOW_LOG_ARTIFACTS"):
+        env.pop(k, None)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    text = text.replace("\r", "\n")
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# -- ftgate train ---------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    from .runs import RunStore, embedded_artifact_root, embedded_tracking_uri
+
+    ap = argparse.ArgumentParser(prog="ftgate train", description="Train a LLaMA-Factory config with full "
+                                 "lineage in MLflow (or re-use an identical finished run); prints the run id.")
+    ap.add_argument("config", metavar="CONFIG", help="LLaMA-Factory YAML (relative paths: from its directory)")
+    ap.add_argument("--tracking-uri", default="", metavar="URI",
+                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./.ftgate/mlflow.db)")
+    ap.add_argument("--experiment", default="", metavar="NAME", help="MLflow experiment (default: ftgate)")
+    ap.add_argument("--retrain", action="store_true", help="train even when an identical finished run exists")
+    ap.add_argument("--log-dir", default="ftgate-results/logs", metavar="DIR", help="training logs (%(default)s)")
+    ap.add_argument("--test-dataset", default=None, metavar="NAME",
+                    help="dataset_info.json entry of the held-out test set (default: <train name>_test)")
+    ns = ap.parse_args(argv)
+    uri = ns.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    artifacts = None
+    if not uri:
+        Path(".ftgate").mkdir(exist_ok=True)
+        uri, artifacts = embedded_tracking_uri("."), embedded_artifact_root(".")
+    elif uri.startswith("sqlite:///"):  # beside the database, not MLflow's default ./mlruns of the cwd
+        artifacts = str(Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts")
+    store = RunStore(uri, ns.experiment or None, artifacts)
+    try:
+        run_id = ensure_trained(Path(ns.config), store, retrain=ns.retrain, log_dir=Path(ns.log_dir),
+                                echo=lambda m: print(m, file=sys.stderr), test_dataset=ns.test_dataset)
+    except FtgateError as exc:
+        print(f"ftgate train: {exc}", file=sys.stderr)
+        return 1
+    print(run_id)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

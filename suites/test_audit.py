@@ -1,0 +1,48 @@
+"""Audit gates (seeds 002/003): G6 audit completeness, integrity of the adapter, data and config against their
+recorded sha256, the adapter's format, and (opt-in) reproducibility of the training from its record."""
+
+from pathlib import Path
+
+import pytest
+
+from pytest_ftgate import compliance
+
+
+@pytest.mark.gate("G6", name="audit", severity="block")
+def test_the_audit_record_documents_inputs_training_outputs_and_environment(ft_run, gate, audit_record):
+    gate.check(compliance.completeness(audit_record, ft_run.run_id))
+
+
+@pytest.mark.gate("integrity", name="integrity", severity="block")
+def test_adapter_data_and_config_match_their_recorded_hashes(ft_run, gate, audit_record, adapter_artifact_dir,
+                                                             ftgate_session):
+    record = compliance.require_record(audit_record)
+    check = compliance.integrity(record, adapter_artifact_dir, ft_run.params, Path(ftgate_session.options.root))
+    gate.check(compliance.require_verifiable(check))  # data that is gone: an error, not a pass
+
+
+@pytest.mark.gate("adapter_format", name="adapter_format", severity="block")
+def test_the_adapter_is_safetensors_and_needs_no_remote_code(gate, audit_record, adapter_artifact_dir,
+                                                            ftgate_config, ftgate_session):
+    record = audit_record.record or {}
+    base = ((record.get("input_artifacts") or {}).get("base_model") or {}).get("path")
+    gate.check(compliance.adapter_format(
+        adapter_artifact_dir,
+        allow_pickle=ftgate_session.options.allow_pickle or ftgate_config.audit.allow_pickle,
+        allow_remote_code=ftgate_config.audit.trust_remote_code,
+        training_config=compliance.training_config(record, Path(ftgate_session.options.root)),
+        base_model_dir=Path(base) if base else None,
+    ))
+
+
+@pytest.mark.slow
+@pytest.mark.gate("reproducibility", name="reproducibility", severity="block")
+def test_retraining_from_the_record_reproduces_the_loss(ft_run, gate, audit_record, ftgate_config, tmp_path):
+    steps = ftgate_config.audit.reproducibility_steps
+    if steps <= 0:
+        pytest.skip("opt-in: set audit.reproducibility_steps in ftgate.yaml to re-train that many steps and compare")
+    from pytest_ftgate import replay
+
+    losses = replay.replay_losses(compliance.require_record(audit_record), steps, tmp_path)
+    gate.check(compliance.compare_losses(ft_run.history.get("loss", []), losses, steps,
+                                         ftgate_config.audit.reproducibility_rtol))

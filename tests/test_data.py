@@ -1,0 +1,248 @@
+"""Unit tests of the data checks (pure: files in a temp dir, no pytest plugin, no MLflow): schema per
+dataset_info.json, streaming, leakage, duplicates. PII detectors: tests/test_data_pii.py."""
+
+import json
+import tracemalloc
+
+import pytest
+
+from pytest_ftgate import data, jsonstream
+from pytest_ftgate.errors import DataError
+
+
+def alpaca(i, **over):
+    return {"instruction": f"Reverse the order of the words.\nword{i} stone river", "input": "",
+            "output": f"river stone word{i}", **over}
+
+
+def sharegpt(i):
+    return {"conversations": [{"from": "human", "value": f"Reverse: a{i} b c"}, {"from": "gpt", "value": f"c b a{i}"}]}
+
+
+def write(path, rows, jsonl=False):
+    if jsonl:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path.write_text(json.dumps(rows, indent=1))
+    return path
+
+
+def files(tmp_path, train, test=(), spec=None, test_spec=None, jsonl=False):
+    spec = spec or data.DatasetSpec("train")
+    out = [data.DataFile("train", "train", str(write(tmp_path / "train.json", train, jsonl)), spec)]
+    if test:
+        out.append(data.DataFile("test", "test", str(write(tmp_path / "test.json", test)),
+                                 test_spec or data.DatasetSpec("test")))
+    return out
+
+
+# -- schema ---------------------------------------------------------------------------------------------
+def test_valid_alpaca_and_sharegpt_rows_pass_the_schema_gate(tmp_path):
+    sg = data.DatasetSpec("chat", "sharegpt")
+    fs = files(tmp_path, [alpaca(i) for i in range(5)], [sharegpt(i) for i in range(3)], test_spec=sg)
+    check = data.schema_check(data.scan(fs))
+    assert check.passed, check.message
+    assert "all 8 rows valid" in check.message and "(sharegpt, 3 rows)" in check.message
+
+
+def test_each_bad_alpaca_row_is_named_with_its_file_and_row(tmp_path):
+    rows = [alpaca(0), {"instruction": "no answer"}, alpaca(2, output=""), ["not", "an", "object"],
+            alpaca(4, instruction="", input=""), alpaca(5, input=7), alpaca(6)]
+    check = data.schema_check(data.scan(files(tmp_path, rows)))
+    assert not check.passed and check.value == 5
+    msg = check.message
+    assert "train.json row 2: 'output' is missing" in msg
+    assert "train.json row 3: 'output' is empty" in msg
+    assert "train.json row 4: is an array, not an object" in msg
+    assert "train.json row 5: has no prompt" in msg
+    assert "train.json row 6: 'input' is a number, not a string" in msg
+    assert "row 1:" not in msg and "row 7:" not in msg
+
+
+def test_an_instruction_with_an_empty_input_or_an_input_alone_is_a_valid_prompt(tmp_path):
+    rows = [alpaca(0, input=""), alpaca(1, instruction="", input="context only"), alpaca(2, input=None)]
+    assert data.schema_check(data.scan(files(tmp_path, rows))).passed
+
+
+def test_sharegpt_turns_must_alternate_and_come_in_pairs(tmp_path):
+    spec = data.DatasetSpec("chat", "sharegpt")
+    system_first = {"conversations": [{"from": "system", "value": "be brief"}, *sharegpt(9)["conversations"]]}
+    rows = [sharegpt(0),
+            {"conversations": [{"from": "gpt", "value": "hi"}, {"from": "human", "value": "x"}]},
+            {"conversations": [{"from": "human", "value": "only a question"}]},
+            {"conversations": []},
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": " "}]},
+            {"conversations": [{"from": "human"}, {"from": "gpt", "value": "a"}]},
+            system_first]
+    check = data.schema_check(data.scan(files(tmp_path, rows, spec=spec)))
+    assert not check.passed and check.value == 5
+    assert "row 2: message 1 has role 'gpt' where 'human' or 'observation' is expected" in check.message
+    assert "row 3: has 1 turns" in check.message
+    assert "row 4: 'conversations' is empty" in check.message
+    assert "row 5: the last 'gpt' message is empty" in check.message
+    assert "row 6: message 1 needs string 'from' and 'value' fields" in check.message
+    assert "row 7" not in check.message
+
+
+def test_columns_and_tags_come_from_dataset_info(tmp_path):
+    info = {"qa": {"file_name": "qa.json", "columns": {"prompt": "question", "query": "context", "response": "answer"}},
+            "chat": {"file_name": "chat.json", "formatting": "sharegpt",
+                     "columns": {"messages": "messages", "system": "sys"},
+                     "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                              "assistant_tag": "assistant"}}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    write(tmp_path / "qa.json", [{"question": "why?", "context": "", "answer": "because"},
+                                 {"question": "how?", "output": "the default column is not used"}])
+    write(tmp_path / "chat.json", [{"sys": "be kind", "messages": [{"role": "user", "content": "hi"},
+                                                                   {"role": "assistant", "content": "hello"}]},
+                                   {"sys": 3, "messages": [{"role": "user", "content": "hi"},
+                                                           {"role": "assistant", "content": "hello"}]}])
+    lineage = [{"name": "qa", "split": "train", "path": str(tmp_path / "qa.json"), "format": "alpaca"},
+               {"name": "chat", "split": "validation", "path": str(tmp_path / "chat.json"), "format": "sharegpt"}]
+    fs = data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))
+    check = data.schema_check(data.scan(fs))
+    assert check.value == 2, check.message
+    assert "qa.json row 2: 'answer' is missing" in check.message
+    assert "chat.json row 2: 'sys' is a number, not a string" in check.message
+
+
+def test_a_bad_registration_in_dataset_info_fails_the_schema_gate(tmp_path):
+    info = {"a": {"file_name": "a.json", "formatting": "openai"},
+            "b": {"file_name": "b.json", "columns": {"quest": "q"}}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    for name in ("a", "b", "c"):
+        write(tmp_path / f"{name}.json", [alpaca(0)])
+    lineage = [{"name": n, "split": "train", "path": str(tmp_path / f"{n}.json")} for n in ("a", "b", "c")]
+    check = data.schema_check(data.scan(data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))))
+    assert not check.passed
+    assert "a.formatting is 'openai'" in check.message
+    assert "b.columns has unknown keys ['quest']" in check.message
+    assert "dataset 'c' is not registered" in check.message
+
+
+def test_a_missing_dataset_info_and_a_missing_data_file_are_named(tmp_path):
+    lineage = [{"name": "gone", "split": "train", "path": str(tmp_path / "gone.json")}]
+    scan = data.scan(data.from_lineage(lineage, str(tmp_path / "dataset_info.json")))
+    check = data.schema_check(scan)
+    assert not check.passed
+    assert "dataset_info.json not found" in check.message
+    assert f"{tmp_path / 'gone.json'} does not exist" in check.message
+    assert not data.duplicates_check(scan, 0.05).passed
+
+
+def test_a_run_test_set_option_replaces_the_recorded_test_split(tmp_path):
+    lineage = [{"name": "t", "split": "train", "path": str(write(tmp_path / "t.json", [alpaca(0)]))},
+               {"name": "old", "split": "test", "path": str(tmp_path / "old.json")}]
+    fs = data.from_lineage(lineage, None, test_set=str(write(tmp_path / "held.json", [alpaca(1)])))
+    assert [(f.name, f.split) for f in fs] == [("t", "train"), ("held", "test")]
+
+
+# -- streaming ------------------------------------------------------------------------------------------
+def test_a_json_array_parsed_in_tiny_chunks_equals_json_load(tmp_path, monkeypatch):
+    rows = [alpaca(i, output=f"zażółć \"gęślą\" \\ jaźń {i} \u2028 🙂", score=12345.678 * i, tags=[1, [2, {}]])
+            for i in range(40)]
+    path = write(tmp_path / "rows.json", rows)
+    path.write_text("\ufeff \n" + path.read_text(), encoding="utf-8")
+    for chunk in (1, 3, 7, 64):
+        monkeypatch.setattr(jsonstream, "CHUNK", chunk)
+        assert [v for _, v, _ in jsonstream.iter_rows(path)] == rows
+    assert [r for r, _, _ in jsonstream.iter_rows(path)] == list(range(1, 41))
+    (tmp_path / "empty.json").write_text(" [ ] ")
+    assert list(jsonstream.iter_rows(tmp_path / "empty.json")) == []
+
+
+def test_a_truncated_json_array_names_the_file_and_the_row_where_it_breaks(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonstream, "CHUNK", 100)
+    path = tmp_path / "cut.json"
+    text = json.dumps([alpaca(i) for i in range(10)])
+    path.write_text(text[: text.index("word7")])
+    with pytest.raises(DataError, match=r"cut.json: not valid JSON at row 8 .*rows after 7 cannot be read"):
+        list(jsonstream.iter_rows(path))
+    path.write_text(text[:-1])
+    with pytest.raises(DataError, match=r"ends after row 10 without its closing"):
+        list(jsonstream.iter_rows(path))
+    path.write_text(text.replace("}, {", "} {", 1))
+    with pytest.raises(DataError, match=r"after row 1 .*expected ',' or ']'"):
+        list(jsonstream.iter_rows(path))
+
+
+def test_a_broken_json_lines_row_is_reported_and_the_next_rows_are_still_read(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(alpaca(0)) + "\n\n{broken\n" + json.dumps(alpaca(3)) + "\n")
+    assert [(r, p != "") for r, _, p in jsonstream.iter_rows(path)] == [(1, False), (3, True), (4, False)]
+    fs = [data.DataFile("t", "train", str(path), data.DatasetSpec("t"))]
+    check = data.schema_check(data.scan(fs))
+    assert check.value == 1 and "rows.jsonl row 3: is not valid JSON" in check.message
+
+
+def test_a_row_larger_than_the_limit_is_refused_instead_of_buffered(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonstream, "CHUNK", 64)
+    monkeypatch.setattr(jsonstream, "MAX_ROW_CHARS", 1000)
+    path = write(tmp_path / "big.json", [alpaca(0), alpaca(1, output="x" * 5000)])
+    with pytest.raises(DataError, match="row 2 .*over 1000 characters"):
+        list(jsonstream.iter_rows(path))
+
+
+def test_streaming_a_json_array_holds_a_few_chunks_not_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonstream, "CHUNK", 1 << 16)
+    path = tmp_path / "large.json"
+    with open(path, "w") as f:
+        f.write("[")
+        for i in range(60_000):
+            f.write(("," if i else "") + json.dumps(alpaca(i, input="context " * 20)))
+        f.write("]")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        n = sum(1 for _ in jsonstream.iter_rows(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == 60_000 and size > 15e6
+    assert peak < 1e6, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file read in 64 KiB chunks"
+
+
+# -- leakage and duplicates -----------------------------------------------------------------------------
+def test_test_prompts_in_the_training_data_are_found_exactly_and_after_normalisation(tmp_path):
+    train = [alpaca(i) for i in range(50)]
+    test = [alpaca(7), alpaca(8, instruction="  REVERSE the order of the words!!\nWORD8   stone, river."),
+            alpaca(100), alpaca(101)]
+    scan = data.scan(files(tmp_path, train, test))
+    check = data.leakage_check(scan, 0.0)
+    assert not check.passed and check.value == 0.5
+    assert "2 of 4 test prompts (50.0%) appear in the training data (1 exactly, 1 after normalising" in check.message
+    assert "test.json row 1 = train.json row 8" in check.message
+    assert "test.json row 2 = train.json row 9" in check.message
+    assert data.leakage_check(scan, 0.5).passed
+
+
+def test_clean_splits_pass_the_leakage_gate_and_a_missing_test_split_fails_it(tmp_path):
+    scan = data.scan(files(tmp_path, [alpaca(i) for i in range(20)], [alpaca(i) for i in range(20, 30)]))
+    assert data.leakage_check(scan, 0.0).passed
+    no_test = data.leakage_check(data.scan(files(tmp_path, [alpaca(0)])), 0.0)
+    assert not no_test.passed and "no test split" in no_test.message
+
+
+def test_the_share_of_duplicated_training_rows_is_measured_and_named(tmp_path):
+    train = [alpaca(i) for i in range(90)] + [alpaca(i) for i in range(5)] + [alpaca(1, output="RIVER stone, word1!")]
+    check = data.duplicates_check(data.scan(files(tmp_path, train)), 0.05)
+    assert not check.passed and check.value == pytest.approx(6 / 96)
+    assert "6 of 96 training rows (6.2%) repeat an earlier row" in check.message
+    assert "train.json row 91 = row 1" in check.message
+    assert data.duplicates_check(data.scan(files(tmp_path, train)), 0.1).passed
+
+
+def test_rows_with_the_same_prompt_but_different_answers_are_not_duplicates(tmp_path):
+    train = [alpaca(0), alpaca(0, output="another answer")]
+    assert data.scan(files(tmp_path, train)).duplicate_rows == 0
+
+
+def test_json_lines_and_a_folder_of_files_are_scanned_alike(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write(folder / "a.jsonl", [alpaca(i) for i in range(3)], jsonl=True)
+    write(folder / "b.json", [alpaca(i) for i in range(3, 6)] + [alpaca(0)])
+    scan = data.scan([data.DataFile("parts", "train", str(folder), data.DatasetSpec("parts"))])
+    assert [(f.path.endswith(("a.jsonl", "b.json")), f.rows) for f in scan.files] == [(True, 3), (True, 4)]
+    assert scan.duplicate_examples == [((str(folder / "b.json"), 4), (str(folder / "a.jsonl"), 1))]
+    assert "b.json row 4 = row 1 of a.jsonl" in data.duplicates_check(scan, 0.0).message

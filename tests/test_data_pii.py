@@ -1,0 +1,81 @@
+"""Unit tests of the PII detectors and the ``pii`` gate: each kind is found with its checksum, look-alikes that fail
+the checksum are not, and no detected value ever reaches the verdict."""
+
+import json
+
+import pytest
+
+from pytest_ftgate import data, pii
+
+PLANTED = {  # kind -> a value that passes the kind's checks (test numbers, not real people)
+    "email": "jan.kowalski@example.com",
+    "phone": "+48 601 234 567",
+    "iban": "PL61 1090 1014 0000 0712 1981 2874",
+    "card": "4111 1111 1111 1111",
+    "pesel": "44051401359",
+    "dni": "12345678Z",
+    "ssn": "123-45-6789",
+}
+
+
+@pytest.mark.parametrize("kind", list(PLANTED))
+def test_each_kind_of_pii_is_found_in_running_text(kind):
+    assert pii.count(f"Contact: {PLANTED[kind]}, thanks.") == {kind: 1}
+
+
+@pytest.mark.parametrize("text", [
+    "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "(555) 123-4567", "555.123.4567", "22 123 45 67",
+    "01 23 45 67 89", "07700 900123", "378282246310005", "5555-5555-5555-4444", "X1234567L", "+1 (555) 123-4567",
+])
+def test_other_common_formats_are_found(text):
+    assert sum(pii.count(text).values()) == 1, pii.count(text)
+
+
+@pytest.mark.parametrize("text", [
+    "4111 1111 1111 1112",  # Luhn fails
+    "44051401358",  # PESEL checksum fails
+    "44133101359",  # PESEL month 13 does not exist
+    "PL61 1090 1014 0000 0712 1981 2875",  # mod-97 fails
+    "12345678A",  # DNI letter wrong
+    "000-12-3456",  # SSN area 000 is never issued
+    "1111111111111111",  # one repeated digit
+    "on 2024-01-15 at 10:30", "version 1.2.3", "price 1234.56 USD", "ip 192.168.100.200",
+    "1 2 3 4 5 6 7 8 9 10 11 12", "id 12345678901234567890", "order 100 200 300", "user@localhost",
+])
+def test_look_alikes_that_fail_their_checks_are_not_pii(text):
+    assert pii.count(text) == {}
+
+
+def test_checksum_helpers_accept_known_valid_numbers():
+    assert pii.luhn_ok("4111111111111111") and not pii.luhn_ok("4111111111111112")
+    assert pii.iban_ok("GB82WEST12345698765432") and not pii.iban_ok("GB82WEST12345698765433")
+    assert pii.pesel_ok("02270803624")  # born 2002-07-08 (month + 20)
+    assert not pii.pesel_ok("02330803623")  # checksum right, month 33 does not exist
+
+
+def test_the_pii_gate_names_kinds_counts_and_rows_but_never_the_values(tmp_path):
+    rows = [{"instruction": f"Reverse: w{i} stone river", "input": "", "output": f"river stone w{i}"}
+            for i in range(30)]
+    for row, (kind, value) in zip((3, 8, 12, 17, 21, 25, 29), PLANTED.items()):
+        rows[row - 1]["input"] = f"my {kind} is {value}"
+    rows[8]["output"] = "write to " + PLANTED["email"]
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(rows))
+    check = data.pii_check(data.scan([data.DataFile("t", "train", str(path), data.DatasetSpec("t"))]))
+    assert not check.passed
+    assert check.value == {"email": 2, "phone": 1, "iban": 1, "card": 1, "pesel": 1, "dni": 1, "ssn": 1}
+    assert "possible PII in 8 of 30 rows" in check.message
+    assert "email ×2 (rows 3, 9)" in check.message and "pesel ×1 (row 21)" in check.message
+    text = json.dumps([check.message, check.value, check.threshold, check.details], ensure_ascii=False)
+    for value in PLANTED.values():
+        assert value not in text and value.replace(" ", "") not in text
+
+
+def test_clean_data_passes_the_pii_gate_and_kinds_can_be_switched_off(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"instruction": "call +48 601 234 567", "output": "ok"}) + "\n")
+    spec = data.DatasetSpec("t")
+    on = data.scan([data.DataFile("t", "train", str(path), spec)])
+    off = data.scan([data.DataFile("t", "train", str(path), spec)], pii_kinds=("email",))
+    assert not data.pii_check(on).passed
+    assert data.pii_check(off).passed and "no PII found in 1 rows" in data.pii_check(off).message

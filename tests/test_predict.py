@@ -1,0 +1,209 @@
+"""Unit tests of pytest_ftgate.predict: test-set loading, the prediction cache, and the gates G4, G5,
+adapter_applied and determinism (each shown to pass on a good input and to fail on the defect it exists for)."""
+
+import json
+
+import pytest
+
+from pytest_ftgate import metrics, predict
+from pytest_ftgate.config import Quality
+from pytest_ftgate.errors import DataError, IntegrityError
+from pytest_ftgate.serve.base import Engine, GenerationError, GenParams, Prompt
+from pytest_ftgate.serve.cache import PredictionCache
+
+REFS = [f"word{i} word{i + 1} word{i + 2}" for i in range(30)]
+
+
+def answers(label, outputs, refs=REFS):
+    return predict.Answers(label, None if label == "base" else label, list(outputs), metrics.score(outputs, refs))
+
+
+def write(path, rows, jsonl=False):
+    path.write_text("\n".join(json.dumps(r) for r in rows) if jsonl else json.dumps(rows))
+    return path
+
+
+# -- the test set ----------------------------------------------------------------------------------------------
+def test_alpaca_rows_become_chat_messages_with_their_reference(tmp_path):
+    rows = [{"instruction": "Reverse.", "input": "a b c", "output": "c b a", "system": "Be brief."},
+            {"instruction": "Say hi.", "input": "", "output": "hi", "history": [["q", "a"]]}]
+    ts = predict.load_test_set(write(tmp_path / "t.json", rows))
+    assert ts.samples[0].messages == (("system", "Be brief."), ("user", "Reverse.\na b c"))
+    assert ts.samples[1].messages == (("user", "q"), ("assistant", "a"), ("user", "Say hi."))
+    assert [s.reference for s in ts.samples] == ["c b a", "hi"]
+    assert ts.sha256.startswith("sha256:")
+
+
+def test_jsonl_and_sharegpt_rows_are_read(tmp_path):
+    rows = [{"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+    ts = predict.load_test_set(write(tmp_path / "t.jsonl", rows, jsonl=True))
+    assert [(s.messages, s.reference) for s in ts.samples] == [((("user", "2+2?"),), "4"), ((("user", "hi"),), "hello")]
+
+
+def test_rows_without_a_reference_are_skipped_and_counted(tmp_path):
+    rows = [{"instruction": "a", "output": "x"}, {"instruction": "b", "output": ""}, {"instruction": "c"}]
+    ts = predict.load_test_set(write(tmp_path / "t.json", rows))
+    assert len(ts.samples) == 1 and ts.skipped == ("row 1: no reference answer", "row 2: no reference answer")
+
+
+def test_an_empty_test_set_is_refused(tmp_path):
+    with pytest.raises(DataError, match="has no rows"):
+        predict.load_test_set(write(tmp_path / "t.json", []))
+    with pytest.raises(DataError, match="none of its 1 rows has both"):
+        predict.load_test_set(write(tmp_path / "u.json", [{"instruction": "x"}]))
+
+
+def test_the_recorded_test_file_is_used_and_hash_checked(tmp_path):
+    f = write(tmp_path / "test.json", [{"instruction": "a", "output": "b"}])
+    audit = {"input_artifacts": {"datasets": [
+        {"split": "train", "path": "/nowhere"}, {"split": "test", "path": str(f), "sha256": predict.file_sha256(f)}]}}
+    assert predict.resolve_test_set("", audit).samples[0].reference == "b"
+    f.write_text(json.dumps([{"instruction": "a", "output": "changed"}]))
+    with pytest.raises(IntegrityError, match="changed since training"):
+        predict.resolve_test_set("", audit)
+    assert predict.resolve_test_set(str(f), audit).samples[0].reference == "changed"  # explicit wins
+
+
+def test_a_run_without_a_recorded_test_file_names_the_option(tmp_path):
+    with pytest.raises(DataError, match="--ftgate-test-set"):
+        predict.resolve_test_set("", None)
+    with pytest.raises(DataError, match="does not exist on this machine"):
+        predict.resolve_test_set("", {"input_artifacts": {"datasets": [{"split": "test", "path": "/gone.json"}]}})
+
+
+# -- the cache -------------------------------------------------------------------------------------------------
+class CountingEngine(Engine):
+    """Answers every prompt with its own text reversed, counting calls (the cache logic, not a model, is tested)."""
+
+    kind = "counting"
+
+    def __init__(self):
+        super().__init__("base", None)
+        self.calls = 0
+
+    def add_adapter(self, name, path):
+        self.adapters[name] = path
+
+    def generate(self, prompts, model=None, params=GenParams(), progress=None):
+        self.calls += 1
+        return [p.text[::-1] for p in prompts]
+
+
+def test_a_rerun_is_served_from_the_cache_and_a_changed_adapter_is_not(tmp_path):
+    cache, engine = PredictionCache(tmp_path), CountingEngine()
+    prompts = [Prompt((("user", f"q{i}"),)) for i in range(5)]
+    weights = {"base_sha256": "sha256:b", "adapter_sha256": "sha256:1"}
+    first = predict.predict(engine, "a", prompts, GenParams(), weights, cache)
+    again = predict.predict(engine, "a", prompts, GenParams(), weights, cache)
+    assert first[0] == again[0] and (first[1], again[1]) == (0, 5) and engine.calls == 1
+    predict.predict(engine, "a", prompts, GenParams(), {**weights, "adapter_sha256": "sha256:2"}, cache)
+    predict.predict(engine, "a", prompts, GenParams(max_new_tokens=8), weights, cache)
+    predict.predict(engine, "a", [Prompt(p.messages, chat_template="{{x}}") for p in prompts], GenParams(), weights,
+                    cache)
+    assert engine.calls == 4  # new adapter digest, new generation params, new chat template: all misses
+
+
+def test_answers_that_arrived_before_a_failure_are_kept(tmp_path):
+    class Flaky(CountingEngine):
+        def generate(self, prompts, model=None, params=GenParams(), progress=None):
+            self.calls += 1
+            if self.calls == 1:
+                raise GenerationError("1 of 3 requests failed", ["x", None, "z"], 1)
+            return ["y"] * len(prompts)
+
+    cache, engine = PredictionCache(tmp_path), Flaky()
+    prompts = [Prompt((("user", f"q{i}"),)) for i in range(3)]
+    with pytest.raises(GenerationError, match="1 of 3"):
+        predict.predict(engine, None, prompts, GenParams(), {}, cache)
+    outputs, cached, _ = predict.predict(engine, None, prompts, GenParams(), {}, cache)
+    assert outputs == ["x", "y", "z"] and cached == 2
+
+
+def test_a_directory_digest_changes_with_any_file_and_is_memoised(tmp_path):
+    d = tmp_path / "adapter"
+    d.mkdir()
+    (d / "adapter_model.safetensors").write_bytes(b"weights")
+    cache = PredictionCache(tmp_path / "cache")
+    first = predict.dir_digest(d, cache)
+    assert predict.dir_digest(d, cache) == first
+    (d / "adapter_model.safetensors").write_bytes(b"weightz")
+    assert predict.dir_digest(d, cache) != first
+
+
+# -- G5 --------------------------------------------------------------------------------------------------------
+def test_g5_passes_when_every_task_metric_is_above_its_threshold():
+    check = predict.task_quality(answers("candidate", REFS), {"exact_match": 0.8, "f1": 0.8}, "qa", [])
+    assert check.passed and check.value == {"exact_match": 1.0, "f1": 1.0}
+
+
+def test_g5_fails_below_the_threshold_and_names_the_metric():
+    outputs = REFS[:20] + ["nothing"] * 10  # EM 0.667
+    check = predict.task_quality(answers("candidate", outputs), {"exact_match": 0.8}, "qa", [])
+    assert not check.passed and "exact_match 0.6667 is not above 0.8" in check.message
+
+
+def test_g5_on_a_metric_that_was_not_computed_fails_naming_the_known_ones():
+    check = predict.task_quality(answers("candidate", REFS), {"mmlu": 0.5}, "generation", [])
+    assert not check.passed and "known metrics" in check.message
+
+
+# -- G4 --------------------------------------------------------------------------------------------------------
+def test_g4_passes_when_the_candidate_beats_the_base_model():
+    q = Quality()
+    check = predict.baseline_gate(answers("candidate", REFS), [answers("base", ["x y z"] * 30)], q, ["no registry"])
+    assert check.passed and check.value == float("inf")
+    row = check.details["comparisons"][0]
+    assert row["ci_low"] > 0 and row["significant_regression"] is False and "no registry" in check.message
+
+
+def test_g4_blocks_a_candidate_below_95_percent_of_production_with_a_significant_ci():
+    worse = [r.split()[0] for r in REFS]  # one word of three
+    q = Quality(baseline_metrics=("rouge1", "f1"))
+    check = predict.baseline_gate(answers("candidate", worse),
+                                  [answers("base", ["x"] * 30), answers("production", REFS)], q)
+    assert not check.passed and check.value == pytest.approx(0.5)
+    bad = [r for r in check.details["comparisons"] if r["regression"]]
+    assert {r["baseline"] for r in bad} == {"production"}
+    assert all(r["significant_regression"] and r["ci_high"] < 0 for r in bad)
+    assert "significant regression" in check.message
+
+
+def test_g4_with_require_significance_passes_a_shortfall_that_may_be_noise():
+    refs = ["a b c d", "e f g h", "i j k l", "m n o p"]
+    cand = answers("candidate", ["a b c d", "e f g h", "i j x x", "m n x x"], refs)
+    prod = answers("production", ["a b c d", "e f x x", "i j k l", "m n o p"], refs)
+    strict, lenient = Quality(baseline_metrics=("f1",)), Quality(baseline_metrics=("f1",),
+                                                                require_significant_regression=True)
+    assert not predict.baseline_gate(cand, [prod], strict).passed
+    check = predict.baseline_gate(cand, [prod], lenient)
+    assert check.passed and "not significant" in check.message
+
+
+# -- adapter_applied and determinism -----------------------------------------------------------------------------
+def test_adapter_applied_passes_when_answers_differ_from_the_base_model():
+    check = predict.adapter_applied(["a", "b", "c"], ["a", "x", "y"])
+    assert check.passed and check.value == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_adapter_applied_blocks_when_every_answer_equals_the_base_models():
+    check = predict.adapter_applied(["a", "b"], ["a", "b"])
+    assert not check.passed and "probably not applied" in check.message
+
+
+def test_determinism_passes_on_identical_reruns_and_fails_naming_the_row():
+    assert predict.determinism(["a", "b"], ["a", "b"], [3, 7]).passed
+    check = predict.determinism(["a", "b"], ["a", "c"], [3, 7])
+    assert not check.passed and "test row 7" in check.message and check.value == "1/2 differ"
+
+
+# -- the per-sample table ----------------------------------------------------------------------------------------
+def test_the_sample_table_escapes_model_outputs_in_html(tmp_path):
+    f = write(tmp_path / "t.json", [{"instruction": "<b>q</b>", "output": "ok"}])
+    ts = predict.load_test_set(f)
+    evil = '<img src=x onerror="alert(1)">'
+    rows = predict.sample_table(ts, answers("candidate", [evil], ["ok"]), [answers("base", ["<script>"], ["ok"])])
+    assert rows[0]["prediction"] == evil and rows[0]["base"] == "<script>"  # raw in the verdict data
+    page = predict.sample_table_html(rows)
+    assert "<img" not in page and "<script>" not in page and "<b>q" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page

@@ -1,0 +1,172 @@
+"""The report's content, as plain code: escaping, the sections found in gate details, the WARN label, the curves,
+secrets, report.json and summary.md (no pytest session, no MLflow)."""
+
+import base64
+import html
+import io
+import json
+import re
+
+import pytest
+
+from pytest_ftgate import report
+from pytest_ftgate.redact import REDACTED, Redactor, is_secret_key
+from pytest_ftgate.runs import RunRecord
+
+from . import histories as H
+
+XSS = "<img src=x onerror=\"document.title='PWNED'\">"
+
+
+def gate(gid="G1", severity="block", outcome="passed", details=None, message="ok", **kw):
+    return {"id": gid, "name": kw.get("name", gid.lower()), "severity": severity, "outcome": outcome,
+            "value": kw.get("value", 1.0), "threshold": kw.get("threshold", 0.5), "message": message,
+            "test": f"suites/test_x.py::test_{gid}[run]", "details": details or {}}
+
+
+def verdict(gates, verdict_="pass", incomplete=False, name="run-a", error=""):
+    return {"run_id": "a" * 32, "run_name": name, "verdict": verdict_, "incomplete": incomplete, "error": error,
+            "gates": gates, "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:01:00+00:00",
+            "ftgate_version": "0.1.0", "report_sha256": ""}
+
+
+def record(history=None, params=None, name="run-a"):
+    return RunRecord(run_id="a" * 32, run_name=name, experiment_id="1", status="FINISHED", start_time=0,
+                     end_time=1000, params=params or {}, tags={}, history=history if history is not None else H.clean())
+
+
+SAMPLES = [{"prompt": f"p{i}", "reference": f"r{i}", "prediction": f"answer {i}", "scores": {"f1": i / 10}}
+           for i in range(30)] + [{"prompt": "q", "reference": "r", "prediction": XSS, "scores": {"f1": 0.0}}]
+G4 = {"metrics": {"rougeL": {"candidate": 0.81, "baseline": 0.42, "ratio": 1.93, "ci_low": 0.3, "ci_high": 0.47,
+                             "significant": True}}, "samples": SAMPLES}
+
+
+def test_every_model_output_and_name_is_escaped_in_the_run_section():
+    ev = report.RunEvidence(verdict(
+        [gate("G4", details=G4, message=XSS), gate(f"bench:{XSS}", details={"task": XSS, "candidate": 0.5})],
+        name=XSS), record=record(name=XSS), notes=[XSS])
+    page = report.session_html([ev], {"version": "0.1.0", "tracking_uri": XSS})
+    assert "<img src=x" not in page and "onerror=\"document" not in page
+    assert html.escape(XSS) in page or html.escape(XSS, quote=True) in page
+    assert page.count("<img ") == 1  # the loss plot only
+
+
+def test_the_sections_of_a_run_are_all_present_and_expanded():
+    ev = report.RunEvidence(verdict([gate("G1"), gate("G4", details=G4), gate("schema", details={"rows": 3})]),
+                            record=record())
+    page = report.run_html(ev)
+    for title in ("Gates", "Loss and eval_loss", "Metrics against the baseline", "Benchmarks", "Audit record",
+                  "Data checks", "Sample of generations"):
+        assert re.search(r'<details class="ftgate-section[^"]*" open><summary>' + re.escape(title), page), title
+    assert 'class="ftgate-banner ftgate-pass"' in page
+
+
+@pytest.mark.parametrize("outcome,severity,label", [
+    ("passed", "block", "PASS"), ("failed", "block", "FAIL"), ("failed", "warn", "WARN"), ("failed", "info", "INFO"),
+    ("error", "warn", "ERROR"), ("skipped", "block", "SKIPPED")])
+def test_each_gate_outcome_reads_as_its_label(outcome, severity, label):
+    assert report.gate_label(gate(outcome=outcome, severity=severity)) == label
+
+
+def test_the_metrics_table_shows_candidate_baseline_and_the_confidence_interval():
+    rows = report.find_rows(G4, ("candidate", "baseline"))
+    assert rows == [{"name": "rougeL", **G4["metrics"]["rougeL"]}]
+    table = report.rows_table(rows)
+    assert [h for h in re.findall(r"<th>(.*?)</th>", table)][:7] == ["name", "candidate", "baseline", "ratio",
+                                                                    "ci_low", "ci_high", "significant"]
+
+
+def test_benchmark_gates_become_one_table_row_per_task():
+    rows = report.benchmark_rows([gate("bench:arc", outcome="failed", severity="warn",
+                                       details={"task": "arc_easy", "metric": "acc", "candidate": 0.4, "base": 0.5,
+                                                "stderr": 0.02}), gate("G1")])
+    assert rows == [{"gate": "bench:arc", "outcome": "WARN", "task": "arc_easy", "metric": "acc", "candidate": 0.4,
+                     "base": 0.5, "stderr": 0.02}]
+
+
+def test_the_sample_shows_the_lowest_scoring_generations_and_says_how_many_there_are():
+    shown, total = report.samples([gate("G4", details={"samples": SAMPLES}), gate("G5", details={"samples": SAMPLES})])
+    assert total == 31  # the same generation under two gates counts once
+    assert len(shown) == report.MAX_SAMPLES
+    assert [s["scores"]["f1"] for s in shown[:2]] == [0.0, 0.0] and shown[-1]["scores"]["f1"] == 0.8
+
+
+def test_the_loss_plot_is_a_png_of_both_curves_with_nan_steps_marked():
+    png = report.loss_png(H.nan_in_last_step())
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    pixels = imread(io.BytesIO(png))
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 500
+    assert report.loss_png({"grad_norm": [(1, 1.0)]}) is None
+    html_ = report.curves(record(H.nan_in_last_step()))
+    assert "non-finite values at steps [200]" in html_
+    src = re.search(r'src="data:image/png;base64,([^"]+)"', html_).group(1)
+    assert base64.b64decode(src)[:4] == b"\x89PNG"
+
+
+def test_an_incomplete_session_is_marked_in_the_banner_the_page_and_the_summary():
+    ev = report.RunEvidence(verdict([gate("G1")], incomplete=True), record=record())
+    meta = {"interrupted": True, "version": "0.1.0"}
+    assert "INCOMPLETE" in report.banner(ev)
+    assert "does not support a release decision" in report.session_html([ev], meta)
+    assert "**INCOMPLETE**" in report.summary_md([ev], meta)
+
+
+def test_the_summary_lists_failed_gates_and_escapes_names_for_markdown():
+    ev = report.RunEvidence(verdict([gate("G2", "warn", "failed", message="loss | flat")], "warn", name=XSS))
+    md = report.summary_md([ev], {"report": "out/report.html", "report_sha256": "ab" * 32})
+    assert "| **WARN** | G2 WARN |" in md
+    assert "<img" not in md and "loss \\| flat" in md and "ab" * 32 in md
+
+
+def test_report_json_holds_the_whole_session():
+    ev = report.RunEvidence(verdict([gate("G4", details=G4)]), record=record(params={"lora_rank": "8"}),
+                            adapter_files=[{"name": "adapter_model.safetensors", "sha256": "0" * 64, "size": 3}])
+    doc = json.loads(json.dumps(report.session_json([ev], {"version": "0.1.0"})))
+    run = doc["runs"][0]
+    assert doc["counts"] == {"pass": 1} and run["verdict"] == "pass"
+    assert len(run["gates"][0]["details"]["samples"]) == 31  # everything, not the sample
+    assert run["run"]["history"]["loss"][0] == [5, H.clean()["loss"][0][1]]
+    assert run["adapter_files"][0]["name"] == "adapter_model.safetensors"
+
+
+def test_pytest_html_rows_get_escaped_ids_gate_columns_and_a_warn_label():
+    cells = ['<td class="col-result">Passed</td>', f'<td class="col-testId">t[{XSS}]</td>',
+             '<td class="col-duration">1 ms</td>', '<td class="col-links"></td>']
+    row = report.html_row(cells, f"t[{XSS}]", gate("G2", "warn", "failed"), XSS, "warn")
+    assert len(row) == len(cells) + len(report.HTML_COLUMNS)
+    assert "<img" not in "".join(row)
+    assert row[0] == '<td class="col-result ftgate-soft ftgate-soft-warn">Passed</td>'
+    assert row[3] == '<td class="col-ftgateGate">G2 g2</td>'
+
+
+@pytest.mark.parametrize("key,secret", [
+    ("MLFLOW_TRACKING_PASSWORD", True), ("HF_TOKEN", True), ("AWS_SECRET_ACCESS_KEY", True), ("OPENAI_API_KEY", True),
+    ("hf_hub_token", True), ("db_credentials", True), ("lora_rank", False), ("max_new_tokens", False),
+    ("keyword", False), ("PWD", False), ("tokenizer", False), ("monkey", False)])
+def test_secret_keys_are_recognised_by_name(key, secret):
+    assert is_secret_key(key) is secret
+
+
+def test_secrets_are_redacted_by_key_by_value_in_text_and_in_urls():
+    r = Redactor({"MLFLOW_TRACKING_PASSWORD": "pw-123456", "HOME": "/root", "SHORT_TOKEN": "abc"})
+    r.learn({"hf_token": "hf_abcdefgh", "lora_rank": "16"})
+    data = {"params": {"hf_token": "hf_abcdefgh", "lora_rank": "16"},
+            "message": "login with pw-123456 then hf_abcdefgh", "config": "api_key: sk-live-1\nlr: 0.1",
+            "uri": "https://user:hunter2@mlflow.example/", "nested": [{"access_token": "x"}]}
+    out = r.deep(data)
+    assert out["params"] == {"hf_token": REDACTED, "lora_rank": "16"}
+    assert out["message"] == f"login with {REDACTED} then {REDACTED}"
+    assert out["config"] == f"api_key: {REDACTED}\nlr: 0.1"
+    assert out["uri"] == f"https://user:{REDACTED}@mlflow.example/"
+    assert out["nested"] == [{"access_token": REDACTED}]
+    assert "/root" in r.text("/root") and "abc" in r.text("abc")  # not secret / too short to replace as a literal
+
+
+def test_scrubbing_a_written_page_removes_secrets_in_html_and_json_escaped_forms():
+    r = Redactor({"X_TOKEN": 'tok"<&>1234'})
+    page = f'<div data-x="{html.escape(json.dumps({"log": "tok<&>1234"[:0] + "tok" + chr(34) + "<&>1234"}))}">' \
+           f"{html.escape('tok' + chr(34) + '<&>1234')}</div>"
+    assert "1234" in page
+    assert "1234" not in r.scrub(page)

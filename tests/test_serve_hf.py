@@ -1,0 +1,117 @@
+"""The embedded hf engine on the tiny demo base model (built locally) with real PEFT LoRA adapters: batching does not
+change greedy answers, the base answers through disable_adapter, adapters are isolated, pickle is refused."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pytest_ftgate import demo
+from pytest_ftgate.config import Engine
+from pytest_ftgate.errors import EngineError
+from pytest_ftgate.serve import create_engine
+from pytest_ftgate.serve.base import GenParams, Prompt
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = GenParams(max_new_tokens=6)
+PROMPTS = [Prompt((("user", f"{demo.INSTRUCTION}\n{' '.join(demo.WORDS[i:i + k])}"),), raw=True)
+           for i, k in ((0, 3), (3, 5), (8, 1), (9, 3), (12, 7))]
+
+
+def make_adapter(base: Path, dst: Path, seed: int, **lora) -> Path:
+    """A LoRA adapter with non-zero random weights, saved by PEFT from the base re-loaded from disk."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False,
+                     **lora)
+    get_peft_model(model, cfg).save_pretrained(dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def base():
+    return demo.ensure_demo_base(demo.default_base_dir(ROOT))
+
+
+@pytest.fixture(scope="module")
+def adapters(base, tmp_path_factory):
+    d = tmp_path_factory.mktemp("adapters")
+    return {"a": make_adapter(base, d / "a", 1), "b": make_adapter(base, d / "b", 2, modules_to_save=["lm_head"])}
+
+
+@pytest.fixture(scope="module")
+def engine(base, adapters):
+    engine = create_engine("hf", base, Engine(batch_size=16))
+    for name, path in adapters.items():
+        engine.add_adapter(name, path)
+    yield engine
+    engine.close()
+
+
+def test_batched_answers_equal_one_prompt_at_a_time(base, adapters, engine):
+    single = create_engine("hf", base, Engine(batch_size=1))
+    single.add_adapter("a", adapters["a"])
+    assert engine.generate(PROMPTS, None, PARAMS) == single.generate(PROMPTS, None, PARAMS)
+    assert engine.generate(PROMPTS, "a", PARAMS) == single.generate(PROMPTS, "a", PARAMS)
+
+
+def test_the_base_answers_through_disable_adapter_like_a_bare_base_model(base, engine):
+    bare = create_engine("hf", base, Engine())
+    assert engine.generate(PROMPTS, None, PARAMS) == bare.generate(PROMPTS, None, PARAMS)
+
+
+def test_each_adapter_answers_as_when_it_is_alone(base, adapters, engine):
+    for name in ("a", "b"):
+        alone = create_engine("hf", base, Engine())
+        alone.add_adapter(name, adapters[name])
+        assert engine.generate(PROMPTS, name, PARAMS) == alone.generate(PROMPTS, name, PARAMS)
+    base_answers = engine.generate(PROMPTS, None, PARAMS)
+    assert engine.generate(PROMPTS, "a", PARAMS) != base_answers
+    assert engine.generate(PROMPTS, "b", PARAMS) != base_answers
+
+
+def test_progress_is_reported_per_batch(engine):
+    done = []
+    engine.generate(PROMPTS, "a", PARAMS, progress=done.append)
+    assert sum(done) == len(PROMPTS)
+
+
+def test_an_unknown_adapter_name_is_an_error(engine):
+    with pytest.raises(EngineError, match="no adapter named 'c'"):
+        engine.generate(PROMPTS, "c", PARAMS)
+
+
+def test_a_pickle_only_adapter_is_refused_unless_allowed(base, adapters, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(adapters["a"], pickled)
+    torch.save(load_file(pickled / "adapter_model.safetensors"), pickled / "adapter_model.bin")
+    (pickled / "adapter_model.safetensors").unlink()
+    with pytest.raises(EngineError, match="--ftgate-allow-pickle"):
+        create_engine("hf", base, Engine()).add_adapter("p", pickled)
+    allowed = create_engine("hf", base, Engine(), allow_pickle=True)
+    allowed.add_adapter("p", pickled)
+    ours = create_engine("hf", base, Engine())
+    ours.add_adapter("a", adapters["a"])
+    assert allowed.generate(PROMPTS[:2], "p", PARAMS) == ours.generate(PROMPTS[:2], "a", PARAMS)
+
+
+def test_a_chat_prompt_without_any_chat_template_names_the_fix(engine):
+    chat = [Prompt(p.messages) for p in PROMPTS[:1]]
+    with pytest.raises(EngineError, match="prompt_format: raw"):
+        engine.generate(chat, None, PARAMS)
+    template = "{% for m in messages %}Human: {{ m['content'] }}\nAssistant:{% endfor %}"
+    rendered = engine.render(Prompt(PROMPTS[0].messages, chat_template=template))
+    assert rendered == f"Human: {PROMPTS[0].text}\nAssistant:"
+
+
+def test_a_missing_base_model_is_an_engine_error(tmp_path):
+    with pytest.raises(EngineError, match="not a local model directory"):
+        create_engine("hf", tmp_path / "nothing", Engine()).start()
