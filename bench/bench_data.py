@@ -52,7 +52,7 @@ def generate(path: Path, size_mb: int, jsonl: bool, seed: int = 0) -> int:
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from pytest_ftgate import data, jsonstream
 mode, path, test = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -67,7 +67,8 @@ else:
     extra = {{"pii": data.pii_check(scan).value, "duplicates": scan.duplicate_rows, "leaked": len(scan.leaks),
               "invalid": sum(f.bad_rows for f in scan.files)}}
 secs = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork time)
+rss = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
 print(json.dumps({{"rows": rows, "seconds": secs, "peak_rss_mb": rss, **extra}}))
 """
 
@@ -81,7 +82,7 @@ def child(mode: str, path: Path, test: Path) -> dict:
 
 def timed(cmd: list[str]) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 

@@ -290,3 +290,62 @@ def training_summary(*, start: str, end: str, duration: float, state: dict, loss
             "best_checkpoint": Path(best["path"]).name if best else None,
         },
     }
+
+
+# -- the adapter of a run, verified ---------------------------------------------------------------------------
+def fetch_adapter(store: Any, run_id: str, cache_root: str | Path) -> Path:
+    """The run's ``adapter/`` artifact in a local cache keyed by its sha256, verified against the recorded hashes.
+
+    Raises RunUnavailable when the run has no adapter or digest (not trained by pytest-ftgate) and IntegrityError
+    when a downloaded file does not match the audit record or the run's ``ftgate.adapter_sha256``.
+    """
+    import shutil
+    import tempfile
+
+    from .errors import IntegrityError, RunUnavailable
+
+    params = store.client.get_run(run_id).data.params
+    expected = params.get("ftgate.adapter_sha256")
+    if not expected:
+        raise RunUnavailable(run_id, "has no `ftgate.adapter_sha256` param, so its adapter cannot be verified: "
+                                     "train it with `ftgate train` / `pytest --ftgate-train`")
+    dst = Path(cache_root) / expected.removeprefix("sha256:")
+    if dst.is_dir() and digest_files(tree_files(dst)) == expected:
+        return dst
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache_root))
+    try:
+        if "adapter/adapter_config.json" not in store.list_artifacts(run_id, "adapter"):
+            raise RunUnavailable(run_id, "has no `adapter/` artifact (adapter_config.json missing)")
+        local = store.download(run_id, "adapter", tmp)
+        files = tree_files(local, HashMemo(tmp / "memo.json"))
+        recorded = _recorded_adapter_files(store, run_id, tmp)
+        if recorded is not None:
+            _compare(run_id, {f["name"]: f["sha256"] for f in recorded}, {f["name"]: f["sha256"] for f in files})
+        if digest_files(files) != expected:
+            raise IntegrityError(f"run {run_id}: the downloaded adapter's digest {digest_files(files)} is not the "
+                                 f"recorded ftgate.adapter_sha256 {expected}")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(local, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def _recorded_adapter_files(store: Any, run_id: str, tmp: Path) -> list[dict] | None:
+    if "audit/audit_record.json" not in store.list_artifacts(run_id, "audit"):
+        return None
+    record = json.loads(store.download(run_id, "audit/audit_record.json", tmp / "audit").read_text())
+    return ((record.get("output_artifacts") or {}).get("adapter") or {}).get("files")
+
+
+def _compare(run_id: str, recorded: dict[str, str], actual: dict[str, str]) -> None:
+    from .errors import IntegrityError
+
+    problems = [f"{n}: recorded {h}, downloaded {actual.get(n, 'missing')}" for n, h in sorted(recorded.items())
+                if actual.get(n) != h]
+    problems += [f"{n}: not in the audit record" for n in sorted(set(actual) - set(recorded))]
+    if problems:
+        raise IntegrityError(f"run {run_id}: the adapter artifact does not match its audit record: "
+                             + "; ".join(problems))

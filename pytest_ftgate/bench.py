@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import BenchTask, FtgateConfig
+from .config import BenchTask, Engine, FtgateConfig
 from .errors import BenchmarkError, ConfigError
 from .gates import Check
 
@@ -36,27 +36,19 @@ _LOCAL_LOADERS = ("json", "csv", "parquet", "text", "arrow")  # dataset_path val
 # -- settings and the two sides ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Settings:
-    """How lm-eval is run: the resolved backend and what changes its numbers (part of every cache key)."""
+    """How lm-eval is run: the resolved backend, and ``engine`` of ftgate.yaml for vllm and local-completions."""
 
     backend: str = "hf"  # hf | vllm | local-completions
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 16
     bootstrap_iters: int = 1000
-    seed: int = 0
     trust_remote_code: bool = False
-    tensor_parallel_size: int = 1
-    base_url: str = ""  # local-completions: the candidate's server (full /v1/completions URL)
-    base_model_url: str = ""  # local-completions: the base model's server ("" = base_url)
-    adapter_served: str = ""  # local-completions: served model names
-    base_served: str = ""
-    api_key_env: str = ""
-    concurrency: int = 1
-    retries: int = 3
-    timeout_s: float = 120.0
+    engine: Engine = field(default_factory=Engine)  # local-completions: base_url, *_model_name(s), base_model_url
 
     def key(self) -> dict:
-        return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "seed": self.seed,
+        """What changes the numbers (part of every cache key; the batch size does not)."""
+        return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "seed": self.engine.seed,
                 "bootstrap_iters": self.bootstrap_iters}
 
 
@@ -100,14 +92,8 @@ def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | 
     if cuda is None:
         cuda = backend == "vllm" or (backend == "hf" and _cuda_available())
     dtype = e.dtype if e.dtype != "auto" else ("bfloat16" if cuda else "float32")
-    return Settings(
-        backend=backend, device="cuda" if cuda else "cpu", dtype=dtype, batch_size=b.batch_size,
-        bootstrap_iters=b.bootstrap_iters, seed=e.seed, trust_remote_code=cfg.audit.trust_remote_code,
-        tensor_parallel_size=e.tensor_parallel_size,
-        base_url=completions_url(e.base_url) if e.base_url else "",
-        base_model_url=completions_url(e.base_model_url) if e.base_model_url else "",
-        adapter_served=e.adapter_model_name, base_served=e.base_model_name, api_key_env=e.api_key_env,
-        concurrency=e.concurrency, retries=e.retries, timeout_s=e.timeout_s)
+    return Settings(backend=backend, device="cuda" if cuda else "cpu", dtype=dtype, batch_size=b.batch_size,
+                    bootstrap_iters=b.bootstrap_iters, trust_remote_code=cfg.audit.trust_remote_code, engine=e)
 
 
 def _cuda_available() -> bool:
@@ -134,27 +120,29 @@ def vllm_lora_rank(adapter_dir: str | Path) -> int:
 
 def model_args(s: Settings, side: Side) -> tuple[str, dict]:
     """lm-eval's model type and ``model_args`` for one side."""
+    e = s.engine
     if s.backend == "hf":
         args = {"pretrained": side.base_model, "dtype": s.dtype, "device": s.device,
                 "trust_remote_code": s.trust_remote_code}
         return "hf", {**args, "peft": side.adapter} if side.adapter else args
     if s.backend == "vllm":
-        args = {"pretrained": side.base_model, "dtype": s.dtype, "tensor_parallel_size": s.tensor_parallel_size,
-                "seed": s.seed, "trust_remote_code": s.trust_remote_code}
+        args = {"pretrained": side.base_model, "dtype": s.dtype, "tensor_parallel_size": e.tensor_parallel_size,
+                "seed": e.seed, "trust_remote_code": s.trust_remote_code}
         if side.adapter:
             args.update(lora_local_path=side.adapter, max_lora_rank=vllm_lora_rank(side.adapter))
         return "vllm", args
-    name = s.adapter_served if side.adapter else s.base_served
+    name = e.adapter_model_name if side.adapter else e.base_model_name
     if not name:
         which = "adapter_model_name" if side.adapter else "base_model_name"
         raise BenchmarkError(f"local-completions: engine.{which} is empty: name the model the server serves for "
                              f"the {side.label}")
-    args = {"model": name, "base_url": (s.base_model_url or s.base_url) if not side.adapter else s.base_url,
+    url = e.base_url if side.adapter else e.base_model_url or e.base_url
+    args = {"model": name, "base_url": completions_url(url),
             # tokenizer_backend=auto would ask the hub; the base model's own tokenizer is local
-            "tokenizer_backend": "huggingface", "tokenizer": side.base_model, "num_concurrent": s.concurrency,
-            "max_retries": s.retries, "timeout": int(s.timeout_s), "seed": s.seed}
-    if s.api_key_env and os.environ.get(s.api_key_env):
-        args["auth_token"] = os.environ[s.api_key_env]
+            "tokenizer_backend": "huggingface", "tokenizer": side.base_model, "num_concurrent": e.concurrency,
+            "max_retries": e.retries, "timeout": int(e.timeout_s), "seed": e.seed}
+    if e.api_key_env and os.environ.get(e.api_key_env):
+        args["auth_token"] = os.environ[e.api_key_env]
     return "local-completions", args
 
 
@@ -415,7 +403,7 @@ class BenchRunner:
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=top_level(loaded), task_manager=tm, num_fewshot=task.num_fewshot,
                 limit=task.limit or None, batch_size=self.settings.batch_size, log_samples=True,
-                bootstrap_iters=self.settings.bootstrap_iters, random_seed=self.settings.seed)
+                bootstrap_iters=self.settings.bootstrap_iters, random_seed=self.settings.engine.seed)
         except Exception as exc:
             raise BenchmarkError(f"lm-eval failed on task {task.name!r} for the {side.label} "
                                  f"({type(exc).__name__}: {_first_line(exc)})") from exc
@@ -442,7 +430,7 @@ class BenchRunner:
     def _lm(self, side: Side) -> Any:
         """The lm-eval model for ``side``, kept for the next task (two at most: a run's candidate and its base)."""
         kind, args = model_args(self.settings, side)
-        key = json.dumps([kind, args], sort_keys=True, default=str)
+        key = json.dumps([kind, args, side.key()], sort_keys=True, default=str)
         if key in self._lms:
             self._lms.move_to_end(key)
             return self._lms[key]
@@ -453,8 +441,9 @@ class BenchRunner:
         try:
             lm = get_model(kind).create_from_arg_obj(args, {"batch_size": self.settings.batch_size})
         except Exception as exc:
+            shown = {k: v for k, v in args.items() if k != "auth_token"}
             raise BenchmarkError(f"lm-eval could not load the {side.label} with the {kind} backend "
-                                 f"({type(exc).__name__}: {_first_line(exc)}); model_args: {args}") from exc
+                                 f"({type(exc).__name__}: {_first_line(exc)}); model_args: {shown}") from exc
         self._lms[key] = lm
         return lm
 
@@ -529,7 +518,8 @@ def regression(task: str, candidate: TaskResult, base: TaskResult, metric: str =
         return Check(False, round(c.value, 6), threshold,
                      f"{task}: regression against the base model: {line}; worse by more than {margin:g} x stderr "
                      f"= {allowed:.4g}", details)
-    return Check(True, round(c.value, 6), threshold, f"{task}: {line} (within {margin:g} x stderr)", details)
+    return Check(True, round(c.value, 6), threshold,
+                 f"{task}: {line}: no regression beyond {margin:g} x stderr ({allowed:.4g})", details)
 
 
 def metric_key(task: str, metric: str) -> str:

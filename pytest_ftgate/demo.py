@@ -25,7 +25,7 @@ FRENCH = {
 }
 WORDS = tuple(FRENCH)
 INSTRUCTION = "Translate the words to French."
-SPLITS = {"train": 1200, "validation": 64, "test": 64}
+SPLITS = {"train": 800, "validation": 64, "test": 64}
 DATA_SEED = 1234
 SPECIAL = ("<unk>", "<s>", "</s>", "<pad>")
 VOCAB_SIZE = 512
@@ -134,11 +134,14 @@ def build_base(dst: str | Path) -> Path:
 
 def recipe() -> dict:
     """What the base model is built from; a directory built from another recipe is rebuilt."""
+    import hashlib
+
+    corpus = hashlib.sha256("\n".join(_corpus()).encode()).hexdigest()
     return {"recipe": "pytest_ftgate.demo.build_base", "version": RECIPE_VERSION, "model_seed": MODEL_SEED,
-            "vocab_size_limit": VOCAB_SIZE, "data_seed": DATA_SEED, **MODEL_CONFIG}
+            "vocab_size_limit": VOCAB_SIZE, "tokenizer_corpus_sha256": corpus, **MODEL_CONFIG}
 
 
-def _is_built(d: Path) -> bool:
+def is_built(d: Path) -> bool:
     try:
         built = json.loads((d / "ftgate_recipe.json").read_text())
     except (OSError, ValueError):
@@ -152,13 +155,13 @@ def ensure_demo_base(dst: str | Path) -> Path:
     from .audit import cache_dir
 
     dst = Path(dst)
-    if _is_built(dst):
+    if is_built(dst):
         return dst
     import hashlib
 
     key = hashlib.sha256(json.dumps(recipe(), sort_keys=True).encode()).hexdigest()[:12]
     cached = cache_dir() / f"{DEMO_BASE_NAME}-{key}"
-    if not _is_built(cached):
+    if not is_built(cached):
         build_base(cached)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
@@ -169,7 +172,7 @@ def ensure_demo_base(dst: str | Path) -> Path:
             shutil.rmtree(dst)
         os.replace(tmp, dst)
     except OSError:
-        if not _is_built(dst):  # another process may have put it there first
+        if not is_built(dst):  # another process may have put it there first
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

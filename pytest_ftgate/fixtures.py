@@ -234,3 +234,17 @@ def bench_runner(ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
                               ftgate_session.out / "bench", echo=ftgate_session.echo)
     yield runner
     runner.close()
+
+
+# --- training fixtures (issue 3) ---
+@pytest.fixture(scope="session")
+def adapter(ft_run: RunRecord, ftgate_session: FtgateSession) -> str:
+    """The local directory of the run's adapter: its ``adapter/`` artifact, downloaded once into
+    ``<root>/.ftgate/cache/adapters/<sha256>`` and verified against the audit record and
+    ``ftgate.adapter_sha256`` (IntegrityError on a mismatch, RunUnavailable when the run has none)."""
+    from pathlib import Path
+
+    from . import audit
+
+    cache = Path(ftgate_session.options.root) / ".ftgate" / "cache" / "adapters"
+    return str(audit.fetch_adapter(ftgate_session.store, ft_run.run_id, cache))

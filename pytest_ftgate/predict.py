@@ -395,7 +395,8 @@ def baseline_gate(candidate: Answers, baselines: Sequence[Answers], q: Quality, 
         return Check(False, None, threshold, f"G4 compares {exc.args[0]}", {"notes": list(notes)})
     worst = min(rows, key=lambda r: r["ratio"])
     lines = [_comparison_line(r) for r in rows]
-    details = {"comparisons": rows, "notes": list(notes), "n": candidate.scores.n, "samples": table or []}
+    details = {"comparisons": rows, "notes": list(notes), "n": candidate.scores.n, "samples": table or [],
+               "answers": {a.label: a.info for a in (candidate, *baselines)}}
     bad = [r for r in rows if r["regression"]]
     if bad:
         return Check(False, round(worst["ratio"], 4), threshold,

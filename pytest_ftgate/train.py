@@ -74,7 +74,7 @@ def base_model_dir(spec: TrainingSpec, echo: Callable[[str], None], log_dir: Pat
     """The local base model directory; the bundled demo base is built on demand (in a child process)."""
     value = spec.args["model_name_or_path"]
     p = Path(value)
-    if not p.is_dir() and p.name == demo.DEMO_BASE_NAME:
+    if p.name == demo.DEMO_BASE_NAME and not demo.is_built(p):
         echo(f"ftgate: building the demo base model {p} (tokenizer + tiny Llama, local recipe)")
         _run_child([sys.executable, "-m", "pytest_ftgate.demo", str(p)], log_dir / "demo-base.log", "demo base")
     if not p.is_dir() or not (p / "config.json").is_file():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_ftgate import bench
-from pytest_ftgate.config import BenchTask, load_config
+from pytest_ftgate.config import Engine, load_config
 from pytest_ftgate.errors import BenchmarkError, ConfigError
 
 TASKS = Path(__file__).resolve().parents[1] / "fixtures" / "lm_eval_tasks"
@@ -125,14 +125,15 @@ def test_each_backend_gets_the_model_args_lm_eval_expects(tmp_path):
     kind, args = bench.model_args(bench.Settings(backend="vllm", dtype="bfloat16", device="cuda"), cand)
     assert kind == "vllm" and args["lora_local_path"] == str(adapter) and args["max_lora_rank"] == 64
     assert "lora_local_path" not in bench.model_args(bench.Settings(backend="vllm"), base)[1]
-    s = bench.Settings(backend="local-completions", base_url="http://h:1/v1/completions", adapter_served="run-x",
-                       base_served="base", base_model_url="http://h:2/v1/completions")
+    engine = Engine(kind="openai", base_url="http://h:1/v1", adapter_model_name="run-x", base_model_name="base",
+                    base_model_url="http://h:2")
+    s = bench.Settings(backend="local-completions", engine=engine)
     kind, args = bench.model_args(s, cand)
     assert (kind, args["model"], args["base_url"]) == ("local-completions", "run-x", "http://h:1/v1/completions")
     assert args["tokenizer_backend"] == "huggingface" and args["tokenizer"] == "/m/base"  # never the hub
     assert bench.model_args(s, base)[1]["base_url"] == "http://h:2/v1/completions"
     with pytest.raises(BenchmarkError, match="engine.base_model_name"):
-        bench.model_args(replace(s, base_served=""), base)
+        bench.model_args(replace(s, engine=replace(engine, base_model_name="")), base)
 
 
 def config(tmp_path: Path, text: str):
@@ -146,7 +147,7 @@ def test_the_backend_follows_the_engine_unless_set(tmp_path):
     assert bench.settings_from_config(config(tmp_path, "engine: {kind: vllm}\n")).backend == "vllm"
     cfg = config(tmp_path, "engine: {kind: openai, base_url: 'http://h:8000/v1'}\n")
     s = bench.settings_from_config(cfg)
-    assert s.backend == "local-completions" and s.base_url == "http://h:8000/v1/completions"
+    assert s.backend == "local-completions" and s.engine.base_url == "http://h:8000/v1"
     assert bench.settings_from_config(config(tmp_path, "benchmarks: {backend: hf}\n"), "vllm", cuda=False
                                       ).backend == "hf"
 

@@ -17,8 +17,6 @@ import pytest
 from pytest_ftgate import attest, registry
 
 from . import audit_records as A
-from . import histories as H
-from .mlflow_runs import make_run
 
 SUITES = Path(__file__).parents[1] / "suites"
 XSS = "<img src=x onerror=\"document.title='PWNED';document.body.setAttribute('data-pwned','1')\">"
@@ -42,18 +40,17 @@ def test_the_adapter_scores_at_least_95_percent_of_the_baseline(ft_run, gate):
 '''
 
 
-def audited_run(uri: str, root: Path, name: str, history: dict) -> tuple[str, Path]:
-    """An MLflow run as pytest-ftgate's training wrapper leaves it: history, adapter/, audit record, a secret."""
+def audited_run(uri: str, root: Path, name: str, extra: dict | None = None) -> tuple[str, Path]:
+    """A run as pytest-ftgate's training wrapper leaves it (clean history, adapter/, audit record, lineage params),
+    plus a planted secret param and ``extra`` metric points ({key: [(step, value)]}) that give it a defect."""
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     paths = A.write_files(root / hashlib.sha256(name.encode()).hexdigest()[:8])
-    run_id = make_run(uri, name, history, params={"hf_token": PARAM_SECRET, "lora_rank": "8"},
-                      tags={"ftgate.trained_by": "pytest-ftgate"})
-    client = MlflowClient(tracking_uri=uri)
-    client.log_artifacts(run_id, str(paths["adapter"]), "adapter")
-    out = paths["adapter"].parent / "audit_record.json"
-    out.write_text(json.dumps(A.record(paths, run_id), indent=1))
-    client.log_artifact(run_id, str(out), "audit")
+    run_id = A.log_run(uri, name, paths)
+    metrics = [Metric(k, float(v), 0, s) for k, pts in (extra or {}).items() for s, v in pts]
+    MlflowClient(tracking_uri=uri).log_batch(run_id, metrics=metrics, params=[
+        Param("hf_token", PARAM_SECRET), Param("lora_rank", "8")])
     return run_id, paths["adapter"]
 
 
@@ -89,9 +86,9 @@ def run_session(work: Path, uri: str, run_ids, *extra: str, suites=("test_traini
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("report-runs")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    runs = {"blocked": audited_run(uri, root, "nan-last-step", H.nan_in_last_step()),
-            "warned": audited_run(uri, root, XSS, H.flat_loss()),
-            "passed": audited_run(uri, root, "clean", H.clean())}
+    runs = {"blocked": audited_run(uri, root, "nan-last-step", {"loss": [(205, float("nan"))]}),
+            "warned": audited_run(uri, root, XSS, {"eval_loss": [(225, 0.5), (250, 0.6), (275, 0.7), (300, 0.8)]}),
+            "passed": audited_run(uri, root, "clean")}
     return uri, root, runs
 
 
@@ -121,13 +118,13 @@ def test_the_session_writes_a_self_contained_report_with_every_section(gated):
 
 def test_warn_is_its_own_counted_outcome_and_rows_are_expanded(gated):
     page = (gated[1] / "report.html").read_text()
-    assert re.search(r'data-test-result="warn"\s*>\s*<span class="warn">2 Warn,', page)  # G2 and G3 of one run
+    assert re.search(r'data-test-result="warn"\s*>\s*<span class="warn">1 Warn,', page)  # G3 of one run
     blob = json.loads(re.search(r'data-jsonblob="([^"]*)"', page).group(1).replace("&#34;", '"')
                       .replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'")
                       .replace("&amp;", "&"))
     assert blob["renderCollapsed"] == []
     soft = [t for tests in blob["tests"].values() for t in tests if "ftgate-soft-warn" in t["resultsTableRow"][0]]
-    assert len(soft) == 2 and all(t["result"] == "Passed" for t in soft)
+    assert len(soft) == 1 and all(t["result"] == "Passed" for t in soft)
 
 
 def test_no_model_output_prompt_or_run_name_reaches_the_page_unescaped(gated):
@@ -157,7 +154,8 @@ def test_report_json_and_summary_md_describe_the_session(gated):
     assert doc["counts"] == {"pass": 1, "warn": 1, "block": 1} and doc["session"]["interrupted"] is False
     passed = by_id[runs["passed"][0]]
     assert passed["audit_record"]["reproducibility"]["seeds"] == {"seed": 42, "data_seed": 42}
-    assert len(passed["gates"]) == 12 and passed["run"]["history"]["loss"]
+    assert {"G1", "G2", "G3", "G4", "G6", "integrity", "schema"} <= {g["id"] for g in passed["gates"]}
+    assert all(g["outcome"] == "passed" for g in passed["gates"]) and passed["run"]["history"]["loss"]
     md = (out / "summary.md").read_text()
     assert "| clean |" in md and "**BLOCK** | G1 FAIL |" in md and "<img" not in md
 
