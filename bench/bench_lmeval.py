@@ -67,10 +67,10 @@ def main() -> None:
               f"{'cache miss':>10} {'cache hit':>10} {'per 100':>8}")
         for name, per_doc, kind in (("demo_mc", 4, "loglikelihood"), ("demo_gen", 1, "generations")):
             task = BenchTask(name=name, limit=args.docs)
-            first, res = timed(lambda: plain.evaluate(task, candidate))
-            warm = statistics.median(timed(lambda: plain.evaluate(task, candidate))[0] for _ in range(args.repeats))
-            miss, _ = timed(lambda: cached.evaluate(task, candidate))
-            hit = statistics.median(timed(lambda: cached.evaluate(task, candidate))[0] for _ in range(args.repeats))
+            first, res = timed(lambda t=task: plain.evaluate(t, candidate))
+            warm = statistics.median(timed(lambda t=task: plain.evaluate(t, candidate))[0] for _ in range(args.repeats))
+            miss, _ = timed(lambda t=task: cached.evaluate(t, candidate))
+            hit = statistics.median(timed(lambda t=task: cached.evaluate(t, candidate))[0] for _ in range(args.repeats))
             n = res.data["n-samples"][name]["effective"] * per_doc
             print(f"{name:<10} {n:>8} {first:>15.2f} s {warm:>8.2f} s {warm / n * 100:>6.2f} s "
                   f"{miss:>8.2f} s {hit:>8.3f} s {hit / n * 100:>6.3f} s   ({kind})")

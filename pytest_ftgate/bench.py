@@ -90,16 +90,12 @@ def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | 
         raise ConfigError(f"{where}: benchmarks.backend local-completions needs engine.base_url (the server's root "
                           "URL, e.g. http://127.0.0.1:8000/v1) and engine.adapter_model_name / base_model_name")
     if cuda is None:
-        cuda = backend == "vllm" or (backend == "hf" and _cuda_available())
+        import torch
+
+        cuda = backend == "vllm" or (backend == "hf" and torch.cuda.is_available())
     dtype = e.dtype if e.dtype != "auto" else ("bfloat16" if cuda else "float32")
     return Settings(backend=backend, device="cuda" if cuda else "cpu", dtype=dtype, batch_size=b.batch_size,
                     bootstrap_iters=b.bootstrap_iters, trust_remote_code=cfg.audit.trust_remote_code, engine=e)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def vllm_lora_rank(adapter_dir: str | Path) -> int:
@@ -378,7 +374,9 @@ class BenchRunner:
 
     def evaluate(self, task: BenchTask, side: Side) -> TaskResult:
         _tm, loaded = self.catalog.load(task.name)
-        parts = {"schema": CACHE_SCHEMA, "lm_eval": _lm_eval_version(), "task": task.name,
+        import lm_eval
+
+        parts = {"schema": CACHE_SCHEMA, "lm_eval": lm_eval.__version__, "task": task.name,
                  "num_fewshot": task.num_fewshot, "limit": task.limit or None, **self.settings.key(), **side.key(),
                  "task_fingerprint": task_fingerprint(loaded)}
         if self.settings.backend == "local-completions":  # the weights behind a server are not ours to hash
@@ -453,13 +451,10 @@ class BenchRunner:
 
         del lm
         gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # pragma: no cover - best effort
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def close(self) -> None:
         while self._lms:
@@ -472,16 +467,10 @@ def _json_default(o: Any) -> Any:
     return handle_non_serializable(o)
 
 
-def _lm_eval_version() -> str:
-    from importlib.metadata import version
-
-    return version("lm_eval")
-
-
 def _git_commit(path: str | Path) -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
+                             timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -546,7 +535,8 @@ def log_to_run(store: Any, run_id: str, task: str, candidate: TaskResult, base: 
         for name in base.metric_names():
             metrics.append(Metric(metric_key(task, name) + ".base", base.metric(name).value, now, 0))
         store.client.log_batch(run_id, metrics=metrics)
-        out = Path(tempfile.mkdtemp(prefix="bench-", dir=_mkdir(work_dir)))
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix="bench-", dir=work_dir))
         safe = metric_key(task, "x").removeprefix("bench.").removesuffix(".x")
         with open(out / f"{safe}.jsonl", "w") as fh:
             for res in (candidate, base):
@@ -555,14 +545,9 @@ def log_to_run(store: Any, run_id: str, task: str, candidate: TaskResult, base: 
         (out / f"{safe}.json").write_text(json.dumps({r.side: r.data for r in (candidate, base)}, indent=1))
         store.log_artifact(run_id, out / f"{safe}.jsonl", "bench")
         store.log_artifact(run_id, out / f"{safe}.json", "bench")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - MLflow down, disk full, ...: reported, the gate stands
         return f"not written to MLflow run {run_id}: {type(exc).__name__}: {_first_line(exc)}"
     return ""
-
-
-def _mkdir(path: str | Path) -> Path:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return Path(path)
 
 
 # -- what the suite calls ----------------------------------------------------------------------------------

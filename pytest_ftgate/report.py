@@ -56,8 +56,16 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
     if isinstance(v, (dict, list, tuple)):
-        return _clip(json.dumps(v, default=str, ensure_ascii=False))
+        return _clip(json.dumps(_rounded(v), default=str, ensure_ascii=False))
     return str(v)
+
+
+def _rounded(v: Any) -> Any:
+    if isinstance(v, float) and math.isfinite(v):
+        return float(f"{v:.4g}")
+    if isinstance(v, Mapping):
+        return {k: _rounded(x) for k, x in v.items()}
+    return [_rounded(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 def _clip(s: str, n: int = MAX_TEXT) -> str:
@@ -223,24 +231,34 @@ def benchmark_rows(gates: list[dict]) -> list[dict]:
 
 
 # -- generic details -----------------------------------------------------------------------------------------------
+def _flat(v: Any) -> bool:
+    return not isinstance(v, (dict, list, tuple))
+
+
 def details_html(obj: Any, depth: int = 0) -> str:
-    """Any JSON-like value as nested, escaped definition lists (long lists and deep nesting are cut)."""
+    """Any JSON-like value, escaped: flat dicts and lists of flat dicts as tables, the rest as nested definition
+    lists (long lists and deep nesting are cut; report.json has everything)."""
     if isinstance(obj, Mapping):
-        if not obj:
-            return "–"
-        if depth >= 3:
-            return f"<code>{e(obj)}</code>"
         items = list(obj.items())
+        if not items or depth >= 3:
+            return f"<code>{e(obj)}</code>" if items else "–"
+        if all(_flat(v) for _, v in items):
+            return table(["key", "value"], items[:MAX_ITEMS], "ftgate-kv") + _more(len(items), "entries")
         body = "".join(f"<dt>{e(k)}</dt><dd>{details_html(v, depth + 1)}</dd>" for k, v in items[:MAX_ITEMS])
-        more = note(f"… {len(items) - MAX_ITEMS} more entries in report.json") if len(items) > MAX_ITEMS else ""
-        return f'<dl class="ftgate-dl">{body}</dl>{more}'
-    if isinstance(obj, list):
-        if not obj or all(not isinstance(v, (dict, list)) for v in obj) or depth >= 3:
+        return f'<dl class="ftgate-dl">{body}</dl>{_more(len(items), "entries")}'
+    if isinstance(obj, (list, tuple)):
+        if not obj or all(_flat(v) for v in obj) or depth >= 3:
             return f"<code>{e(obj)}</code>"
+        if all(isinstance(v, Mapping) and all(_flat(x) for x in v.values()) for v in obj):
+            keys = list(dict.fromkeys(k for v in obj[:MAX_ITEMS] for k in v))
+            return table(keys, ([v.get(k) for k in keys] for v in obj[:MAX_ITEMS])) + _more(len(obj), "items")
         body = "".join(f"<li>{details_html(v, depth + 1)}</li>" for v in obj[:MAX_ITEMS])
-        more = note(f"… {len(obj) - MAX_ITEMS} more items in report.json") if len(obj) > MAX_ITEMS else ""
-        return f"<ol>{body}</ol>{more}"
+        return f"<ol>{body}</ol>{_more(len(obj), 'items')}"
     return e(obj)
+
+
+def _more(n: int, what: str) -> str:
+    return note(f"… {n - MAX_ITEMS} more {what} in report.json") if n > MAX_ITEMS else ""
 
 
 # -- generations ---------------------------------------------------------------------------------------------------
@@ -291,9 +309,9 @@ def audit_html(ev: RunEvidence, gates: list[dict]) -> str:
             [n, (actual.get(n) or {}).get("sha256"), (actual.get(n) or {}).get("size"),
              "–" if not recorded else (recorded.get(n) == (actual.get(n) or {}).get("sha256"))] for n in names]))
     repro = a.get("reproducibility") or {}
-    for title in ("environment", "seeds", "hardware", "determinism"):
-        if repro.get(title):
-            parts.append(f"<h4>{e(title)}</h4>" + table(["key", "value"], sorted(repro[title].items())))
+    parts.append('<div class="ftgate-row">' + "".join(
+        f"<div><h4>{e(title)}</h4>{table(['key', 'value'], sorted(repro[title].items()))}</div>"
+        for title in ("environment", "seeds", "hardware", "determinism") if repro.get(title)) + "</div>")
     if a.get("training_record"):
         parts.append("<h4>training record</h4>" + details_html(a["training_record"]))
     for g in gates:
@@ -400,7 +418,7 @@ CSS = """
 .ftgate-gates .ftgate-pass .ftgate-outcome{color:#2e7d32}.ftgate-msg{max-width:520px;word-break:break-word}
 .ftgate-section{margin:4px 0 4px 8px}.ftgate-section>summary{font-weight:bold;cursor:pointer;font-size:14px}
 .ftgate-note{color:#555;margin:3px 0}.ftgate-dl dt{font-weight:bold}.ftgate-dl dd{margin:0 0 4px 16px}
-.ftgate-plot{max-width:640px;border:1px solid #eee}
+.ftgate-plot{max-width:640px;border:1px solid #eee}.ftgate-row{display:flex;gap:18px;flex-wrap:wrap}
 .col-result.ftgate-soft{font-size:0}.col-result.ftgate-soft::before{font-size:12px;font-weight:bold}
 .col-result.ftgate-soft-warn::before{content:"Warn";color:#b26a00}
 .col-result.ftgate-soft-info::before{content:"Info";color:#0277bd}

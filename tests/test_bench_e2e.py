@@ -57,7 +57,7 @@ def test_the_demo_adapter_beats_its_base_model_on_the_shipped_tasks(runner, demo
         assert check.passed, check.message
         assert check.details["metric"] == metric and check.details["candidate"] >= 0.9
         assert check.details["base"] <= 0.5 and check.details["n"]["effective"] == 64
-        assert open(cand.samples_path).read().count('"doc_id"') == 64
+        assert Path(cand.samples_path).read_text().count('"doc_id"') == 64
     params = run_params(demo_run)  # the provenance lm-eval leaves empty is our digests, the run's own
     assert cand.data["config"]["peft_sha"] == candidate.adapter_sha256 == params["ftgate.adapter_sha256"]
     assert cand.data["config"]["model_sha"] == base.base_sha256 == params["ftgate.base_model_sha256"]

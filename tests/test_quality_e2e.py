@@ -8,12 +8,17 @@ import shutil
 import sys
 from pathlib import Path
 
+import importlib_metadata  # noqa: F401  (see below)
 import pytest
 
 from pytest_ftgate.serve.base import GenParams
 from pytest_ftgate.serve.hf import HFEngine
 
 pytestmark = pytest.mark.slow
+# mlflow imports the importlib_metadata backport, which deletes the stdlib PathFinder.find_distributions and puts
+# its own finder on sys.meta_path; pytester restores sys.meta_path after an in-process run but not the deletion, so
+# a second in-process run finds no entry points (no ftgate plugin). Importing the backport here, before any
+# pytester snapshot, keeps its finder in every snapshot.
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "suites"
 FAKE_VLLM = Path(__file__).with_name("fake_vllm.py")

@@ -1,0 +1,94 @@
+"""The report of a real `pytest suites` session opened in headless Chromium: the banner, the plots and the gate
+table render, pytest-html's rows are expanded and carry the WARN label, and a prediction, gate message and run
+name holding ``<img src=x onerror=...>`` show as text and run nothing.
+
+Needs the Debian package ``chromium`` (``apt-get install -y chromium``); skipped, saying so, without it.
+"""
+
+import html
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .test_report_session import XSS, audited_run, run_session
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+BANNER_RGB = {"pass": (46, 125, 50), "warn": (178, 106, 0)}  # report.CSS
+PLOT_RGB = (31, 119, 180)  # matplotlib's first line colour (loss)
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")]
+
+
+def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
+                           page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+
+
+def pixels_near(png: Path, rgb: tuple[int, int, int], tol: int = 6) -> int:
+    import numpy as np
+    from matplotlib.image import imread
+
+    img = (imread(str(png))[..., :3] * 255).round().astype(int)
+    return int((np.abs(img - np.array(rgb)).max(axis=-1) <= tol).sum())
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """(report.html, Chromium's DOM after scripts ran, a screenshot) of a session over a clean run and a warned
+    run whose name, G4 message and worst generation are the XSS payload."""
+    root = tmp_path_factory.mktemp("browser")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    warned, _ = audited_run(uri, root, XSS, {"eval_loss": [(225, 0.5), (250, 0.6), (275, 0.7), (300, 0.8)]})
+    clean, _ = audited_run(uri, root, "clean")
+    proc = run_session(root, uri, [warned, clean], suites=("test_training.py", "test_audit.py"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    page = root / "out" / "report.html"
+    dom = chromium(page, root / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shot = root / "report.png"
+    chromium(page, root / "profile", f"--screenshot={shot}", "--window-size=1400,9000")
+    return page, dom.stdout, shot
+
+
+def test_the_detector_sees_the_payload_run_when_it_is_inserted_raw(tmp_path):
+    page = tmp_path / "raw.html"
+    page.write_text(f"<html><head><title>control</title></head><body>{XSS}</body></html>")
+    dom = chromium(page, tmp_path / "profile", "--dump-dom").stdout
+    assert "<title>PWNED</title>" in dom and re.search(r"<body[^>]*data-pwned", dom)
+
+
+def test_the_payload_shows_as_text_and_runs_nothing(rendered):
+    page, dom, _ = rendered
+    assert "<title>PWNED</title>" not in dom and not re.search(r"<body[^>]*data-pwned", dom)
+    assert "pytest-ftgate release report</title>" in dom
+    text = html.unescape(re.sub(r"<[^>]+>", "", dom))  # what the reader sees
+    assert text.count(XSS) >= 6  # run name (banner, overview, tags, rows), G4 message, worst generation
+
+
+def test_the_banners_gate_tables_and_plots_are_in_the_rendered_page(rendered):
+    page, dom, _ = rendered
+    assert 'class="ftgate-banner ftgate-warn"' in dom and 'class="ftgate-banner ftgate-pass"' in dom
+    assert dom.count('class="ftgate-table ftgate-gates"') == 2
+    assert dom.count('<img class="ftgate-plot"') == 2
+    assert re.search(r'<td>G3</td>(<td>[^<]*</td>){4}<td class="ftgate-outcome">WARN</td>', dom)
+
+
+def test_pytest_html_rows_are_expanded_and_the_warn_row_is_labelled(rendered):
+    page, dom, _ = rendered
+    rows = re.findall(r'<tbody class="results-table-row [^"]*".*?</tbody>', dom, re.S)
+    assert len(rows) >= 10
+    assert not any('class="extras-row hidden"' in r for r in rows)  # nothing collapsed
+    assert sum("ftgate-soft-warn" in r for r in rows) == 1
+    assert 'class="col-ftgateRun">&lt;img src=x onerror=' in dom
+
+
+def test_the_screenshot_shows_the_banners_and_the_curves(rendered):
+    _, _, shot = rendered
+    assert pixels_near(shot, BANNER_RGB["warn"]) > 5000 and pixels_near(shot, BANNER_RGB["pass"]) > 5000
+    assert pixels_near(shot, PLOT_RGB, tol=12) > 300

@@ -1,0 +1,178 @@
+"""Training under the gate: bad input is named, the demo trains with one MLflow run, re-use, retrain, crashes.
+
+Unit tests of the config and data checks run without a child process; the end-to-end tests share the session's
+``demo_run`` (one LLaMA-Factory training on CPU) and add a few short trainings of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pytest_ftgate import train
+from pytest_ftgate.errors import ConfigError, DataError, TrainingError
+from pytest_ftgate.runs import RunStore
+
+from .conftest import REPO, copy_demo_tree
+
+
+def write_config(root: Path, name: str, **overrides) -> Path:
+    """A copy of the demo config under ``root/training`` with keys replaced (None removes a key)."""
+    cfg = yaml.safe_load((REPO / "training" / "demo.yaml").read_text())
+    for key, value in overrides.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    path = root / "training" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def tmp_store(root: Path) -> RunStore:
+    (root / ".ftgate").mkdir(parents=True, exist_ok=True)
+    return RunStore(f"sqlite:///{root / '.ftgate' / 'mlflow.db'}", None, str(root / ".ftgate" / "artifacts"))
+
+
+# -- bad input, no training -------------------------------------------------------------------------------
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: training config not found"):
+        train.load_spec(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_is_named_with_its_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        train.load_spec(bad)
+
+
+def test_a_config_without_a_dataset_names_the_key(tmp_path):
+    path = write_config(tmp_path, "nodata.yaml", dataset=None)
+    with pytest.raises(ConfigError, match=r"nodata\.yaml: key 'dataset' is required"):
+        train.load_spec(path)
+
+
+def test_relative_paths_are_resolved_against_the_config_directory(tmp_path):
+    root = copy_demo_tree(tmp_path / "root")
+    spec = train.load_spec(root / "training" / "demo.yaml")
+    assert spec.args["dataset_dir"] == str((root / "fixtures" / "data").resolve())
+    assert spec.args["model_name_or_path"] == str((root / ".ftgate" / "ftgate-demo-base").resolve())
+    assert spec.args["report_to"] == ["mlflow"]
+
+
+def test_a_dataset_missing_from_dataset_info_is_named(tmp_path):
+    root = copy_demo_tree(tmp_path / "root")
+    spec = train.load_spec(write_config(root, "x.yaml", dataset="translate_tran"))
+    with pytest.raises(DataError, match=r"dataset_info\.json: dataset 'translate_tran' \(train\) is not registered"):
+        train.dataset_inputs(spec)
+
+
+def test_an_alpaca_row_without_output_is_named_by_file_and_row(tmp_path):
+    root = copy_demo_tree(tmp_path / "root")
+    data = root / "fixtures" / "data" / "translate_train.json"
+    rows = json.loads(data.read_text())
+    del rows[7]["output"]
+    data.write_text(json.dumps(rows))
+    spec = train.load_spec(root / "training" / "demo.yaml")
+    with pytest.raises(DataError, match=r"translate_train\.json: row 7 has no valid 'output' \(missing\)"):
+        train.dataset_inputs(spec)
+
+
+def test_the_test_split_is_recorded_but_never_trained_on(tmp_path):
+    root = copy_demo_tree(tmp_path / "root")
+    spec = train.load_spec(root / "training" / "demo.yaml")
+    datasets, info = train.dataset_inputs(spec)
+    assert [(d["name"], d["split"], d["samples"]) for d in datasets] == [
+        ("translate_train", "train", 1200), ("translate_validation", "validation", 64), ("translate_test", "test", 64)]
+    assert "translate_test" not in str(spec.args["dataset"]) + str(spec.args["eval_dataset"])
+    train_rows = {r["input"] for r in json.loads((root / "fixtures/data/translate_train.json").read_text())}
+    test_rows = {r["input"] for r in json.loads((root / "fixtures/data/translate_test.json").read_text())}
+    assert not train_rows & test_rows
+
+
+# -- end to end ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_demo_trains_into_one_finished_mlflow_run_with_llamafactory_metrics_and_args(demo_run):
+    store = demo_run.store()
+    run = store.load(demo_run.run_id)
+    assert run.status == "FINISHED" and run.tags["ftgate.trained_by"] == "pytest-ftgate"
+    runs = store.client.search_runs([run.experiment_id])
+    assert [r.info.run_id for r in runs] == [demo_run.run_id]  # the final evaluation did not open a second run
+    for key in ("loss", "eval_loss", "grad_norm", "learning_rate", "epoch", "train_runtime"):
+        assert run.history.get(key), key
+    assert any(k.startswith("system/cpu_utilization") for k in run.history)
+    assert any(k.startswith("system/system_memory_usage") for k in run.history)
+    p = run.params
+    assert (p["llamafactory.lora_rank"], p["llamafactory.finetuning_type"]) == ("8", "lora")
+    assert p["llamafactory.dataset"] == "translate_train" and p["llamafactory.additional_target"] == "lm_head"
+    assert p["llamafactory.model_name_or_path"] == str(demo_run.base_model_dir.resolve())
+    assert p["learning_rate"] == "0.005"  # the trainer's own arguments, logged by LLaMA-Factory's callback
+    loss = run.history["loss"]
+    assert loss[-1][1] < 0.1 * loss[0][1]
+    files = store.list_artifacts(demo_run.run_id)
+    assert {"adapter/adapter_model.safetensors", "adapter/adapter_config.json", "audit/audit_record.json",
+            "audit/pip_freeze.txt"} <= set(files)
+
+
+@pytest.mark.slow
+def test_the_same_config_data_and_base_model_reuse_the_finished_run(demo_run):
+    messages = []
+    again = train.ensure_trained(demo_run.config, demo_run.store(), retrain=False, log_dir=demo_run.log_dir,
+                                 echo=messages.append)
+    assert again == demo_run.run_id
+    assert "re-using run" in messages[0]
+
+
+@pytest.mark.slow
+def test_an_edited_config_is_not_mistaken_for_the_trained_one(tmp_path, demo_run):
+    store = demo_run.store()
+    edited = write_config(copy_demo_tree(tmp_path / "root"), "demo.yaml", learning_rate=1.0e-3)
+    spec = train.load_spec(edited)
+    params = train.lineage_params(train.input_artifacts(spec, demo_run.base_model_dir))
+    assert train.find_existing(store, store.experiment_id(create=True), params) is None
+
+
+@pytest.mark.slow
+def test_retraining_with_the_same_seed_gives_a_new_run_with_an_identical_adapter(demo_run):
+    store = demo_run.store()
+    second = train.ensure_trained(demo_run.config, store, retrain=True, log_dir=demo_run.log_dir,
+                                  echo=lambda m: None)
+    assert second != demo_run.run_id
+    first, again = (store.client.get_run(r).data.params for r in (demo_run.run_id, second))
+    assert again["ftgate.adapter_sha256"] == first["ftgate.adapter_sha256"]
+    losses = [[v for _, v in store.metric_history(r, "loss")] for r in (demo_run.run_id, second)]
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.slow
+def test_an_unknown_llamafactory_key_is_named_and_no_run_is_created(tmp_path, demo_run):
+    root = copy_demo_tree(tmp_path / "root")
+    shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
+    config = write_config(root, "typo.yaml", lora_rnak=8)
+    store = tmp_store(root)
+    with pytest.raises(ConfigError, match=r"typo\.yaml: unknown LLaMA-Factory key 'lora_rnak'; did you mean "
+                                          r"'lora_rank'\?"):
+        train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None)
+    assert store.client.search_runs([store.experiment_id(create=True)]) == []
+
+
+@pytest.mark.slow
+def test_a_crashing_training_marks_its_run_failed_with_the_error_and_log_tail(tmp_path, demo_run):
+    root = copy_demo_tree(tmp_path / "root")
+    shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
+    config = write_config(root, "crash.yaml", lora_target="no_such_module")
+    store = tmp_store(root)
+    with pytest.raises(TrainingError) as err:
+        train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None)
+    assert "no_such_module" in str(err.value) and "is marked FAILED" in str(err.value)
+    assert err.value.log_tail and Path(err.value.log_path).is_file()
+    (run,) = store.client.search_runs([store.experiment_id()])
+    assert run.info.status == "FAILED"
+    assert "no_such_module" in run.data.tags["ftgate.error"]
+    assert "logs/train_log_tail.txt" in store.list_artifacts(run.info.run_id, "logs")
