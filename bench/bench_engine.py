@@ -120,10 +120,10 @@ def main(argv: list[str]) -> None:
             single, t_1 = ours(base, adapter, prompts, args.tokens, 1)
             theirs, t_l = lm_eval_hf(base, adapter, prompts, args.tokens, 16)
             same = sum(a.strip() == b.strip() for a, b in zip(batched, theirs))
+            identical = sum(a == b for a, b in zip(batched, single))
             print(f"  hf engine, batch 16      {args.n / t_b:8.1f} predictions/s  ({t_b:.2f} s)")
             print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s)  "
-                  f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {sum(a == b for a, b in zip(batched, single))}"
-                  f"/{args.n}")
+                  f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {identical}/{args.n}")
             print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s)  "
                   f"answers equal to ours: {same}/{args.n}")
             if torch.cuda.is_available():

@@ -209,7 +209,7 @@ def determinism(args: dict[str, Any]) -> dict[str, Any]:
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "full_determinism": bool(args.get("full_determinism", False)),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python_hash_seed": os.environ.get("PYTHONHASHSEED"),
         "torch_num_threads": torch.get_num_threads(),
     }
 

@@ -241,7 +241,7 @@ def task_fingerprint(loaded: dict) -> dict:
 
     configs, data = {}, {}
     for name, task in sorted(loaded["tasks"].items()):
-        cfg = task.dump_config()
+        cfg = task.config.to_dict(keep_callable=True)  # functions: see _stable (lm-eval's repr has an address)
         cfg.get("metadata", {}).pop("config_source", None)
         configs[name] = cfg
         files = (cfg.get("dataset_kwargs") or {}).get("data_files") or {}
@@ -250,8 +250,19 @@ def task_fingerprint(loaded: dict) -> dict:
             data[str(p)] = prefixed(sha256_file(p)) if Path(str(p)).is_file() else "not a local file"
     versions = {n: str(t.VERSION) for n, t in loaded["tasks"].items()}
     versions.update({n: str(g.version) for n, g in loaded["groups"].items()})
-    blob = json.dumps({"configs": configs, "groups": loaded.get("group_map", {})}, sort_keys=True, default=str)
+    blob = json.dumps({"configs": configs, "groups": loaded.get("group_map", {})}, sort_keys=True, default=_stable)
     return {"versions": dict(sorted(versions.items())), "config_sha256": _sha(blob), "data": data}
+
+
+def _stable(o: Any) -> str:
+    """A function (``!function utils.process_docs``) as its name and the digest of its source file."""
+    from .audit import prefixed, sha256_file
+
+    code = getattr(o, "__code__", None)
+    if code is None:
+        return str(o) if not callable(o) else f"{type(o).__module__}.{type(o).__qualname__}"
+    src = Path(code.co_filename)
+    return f"{o.__module__}.{o.__qualname__} {prefixed(sha256_file(src)) if src.is_file() else code.co_code.hex()}"
 
 
 def _sha(text: str) -> str:

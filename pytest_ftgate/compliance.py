@@ -220,12 +220,41 @@ class _Tally:
 
 
 def integrity(record: dict, adapter_dir: Path | None, params: dict | None = None,
-              base_dir: Path | None = None) -> Check:
+              base_dir: Path | None = None, base_model: bool = True) -> Check:
     """``integrity``: the adapter files (as stored on the run), the dataset files and the config, re-hashed
     now, equal the recorded sha256, and the record's hashes equal the run's lineage params (immutable in MLflow,
-    so a record rewritten to match a swapped file is caught). A file that is gone is ``unverifiable``."""
+    so a record rewritten to match a swapped file is caught). A file that is gone is ``unverifiable``.
+    ``base_model``: re-hash the base model's recorded files too."""
     t = _Tally([], [], [])
     _adapter_integrity(record, adapter_dir, t)
+    _inputs_integrity(record, base_dir, base_model, t)
+    _params_integrity(record, params or {}, t)
+    details = {"verified": t.verified, "mismatched": t.mismatched, "unverifiable": t.unverifiable}
+    value = {"verified": len(t.verified), "mismatched": len(t.mismatched), "unverifiable": len(t.unverifiable)}
+    threshold = "every recorded sha256 matches"
+    if t.mismatched or t.unverifiable:
+        parts = [m["message"] for m in t.mismatched] + [u["message"] for u in t.unverifiable]
+        return Check(False, value, threshold, "; ".join(parts), details)
+    return Check(True, value, threshold, f"{len(t.verified)} hashes match (adapter, inputs, run params)", details)
+
+
+def changed_inputs(record: dict, base_dir: Path | None = None) -> list[str]:
+    """Why the recorded inputs (base model, data, config) cannot reproduce the run now: changed or gone."""
+    t = _Tally([], [], [])
+    _inputs_integrity(record, base_dir, True, t)
+    return [e["message"] for e in t.mismatched + t.unverifiable]
+
+
+def reproducible_inputs(record: dict, base_dir: Path | None = None) -> Check:
+    """Whether re-training can reproduce the run: its recorded inputs are all there and unchanged."""
+    changed = changed_inputs(record, base_dir)
+    if changed:
+        return Check(False, "inputs changed", "the recorded inputs", "the recorded inputs changed since training, "
+                     "so re-training cannot reproduce the run: " + "; ".join(changed), {"changed": changed})
+    return Check(True, "inputs unchanged", "the recorded inputs", "base model, data and config are as recorded")
+
+
+def _inputs_integrity(record: dict, base_dir: Path | None, base_model: bool, t: _Tally) -> None:
     inputs = record.get("input_artifacts") or {}
     for d in inputs.get("datasets") or []:
         _file_integrity(f"{d.get('split', '?')} dataset {d.get('name', '?')!r}", d.get("path"), d.get("sha256"),
@@ -234,15 +263,12 @@ def integrity(record: dict, adapter_dir: Path | None, params: dict | None = None
         info = inputs["dataset_info"]
         _file_integrity("dataset_info.json", info.get("path"), info.get("sha256"), sha256_file, base_dir, t)
     _config_integrity(inputs.get("config") or {}, base_dir, t)
-    _params_integrity(record, params or {}, t)
-    details = {"verified": t.verified, "mismatched": t.mismatched, "unverifiable": t.unverifiable}
-    value = {"verified": len(t.verified), "mismatched": len(t.mismatched), "unverifiable": len(t.unverifiable)}
-    threshold = "every recorded sha256 matches"
-    if t.mismatched or t.unverifiable:
-        parts = [m["message"] for m in t.mismatched] + [u["message"] for u in t.unverifiable]
-        return Check(False, value, threshold, "; ".join(parts), details)
-    return Check(True, value, threshold, f"{len(t.verified)} hashes match (adapter, data, config, run params)",
-                 details)
+    model = inputs.get("base_model") or {}
+    if base_model and model.get("path"):
+        root = _resolve(model["path"], base_dir)
+        for f in model.get("files") or []:
+            _file_integrity(f"base model file {f.get('name')}", str(root / str(f.get("name"))), f.get("sha256"),
+                            sha256_file, None, t)
 
 
 def _params_integrity(record: dict, params: dict, t: _Tally) -> None:

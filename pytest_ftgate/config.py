@@ -130,6 +130,7 @@ class Audit:
 
     allow_pickle: bool = False  # accept pickle (.bin) adapter weights (also --ftgate-allow-pickle)
     trust_remote_code: bool = False  # accept trust_remote_code: true / a base model with auto_map
+    verify_base_model: bool = True  # integrity re-hashes the base model's recorded files too
     reproducibility_steps: int = 0  # > 0: re-train this many steps from the recorded config and seed (slow)
     reproducibility_rtol: float = 1e-3  # relative tolerance of the re-trained loss against the recorded one
 

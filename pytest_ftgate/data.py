@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pii
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .gates import Check
 from .jsonstream import data_files, iter_rows
 
@@ -393,6 +393,9 @@ SPLIT_ORDER = {"test": 0, "validation": 1, "train": 2}
 def scan(files: list[DataFile], pii_kinds: tuple[str, ...] = pii.KINDS, max_listed: int = 20) -> DataScan:
     """One streaming pass over every file: test first (its prompts are kept for the leakage check), then
     validation, then train (schema, PII, leakage and duplicates at once)."""
+    unknown = sorted(set(pii_kinds) - set(pii.KINDS))
+    if unknown:
+        raise ConfigError(f"data.pii_kinds: unknown kind(s) {unknown}; known: {', '.join(pii.KINDS)}")
     started = time.perf_counter()
     scanner = _Scanner(pii_kinds, max_listed)
     for df in sorted(files, key=lambda d: SPLIT_ORDER.get(d.split, 1)):

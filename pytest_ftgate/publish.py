@@ -38,6 +38,7 @@ class Publisher:
                      "tracking_uri": self.redactor.text(sess.tracking_uri), "out": str(sess.out),
                      "args": [self.redactor.text(a) for a in args or []], "report": "", "report_sha256": ""}
         self._evidence: list[RunEvidence] | None = None
+        self._fresh = False  # the redacted verdicts reflect FtgateSession.finish
         self._raw: dict[str, tuple] = {}
 
     # -- evidence ------------------------------------------------------------------------------------------------
@@ -97,16 +98,17 @@ class Publisher:
         if record is not None:
             record = dataclasses.replace(record, run_name=r.text(record.run_name), params=r.deep(record.params),
                                          tags=r.deep(record.tags))
-        return RunEvidence(verdict=r.deep(self.sess.verdicts[ref.key].to_dict()), record=record,
+        return RunEvidence(verdict={"run_id": ref.key}, record=record,  # the verdict itself: refresh()
                            audit=r.deep(audit), adapter_files=files, notes=[r.text(n) for n in notes])
 
     def refresh(self, interrupted: bool) -> list[RunEvidence]:
-        """The evidence with the verdicts as they are now (after ``FtgateSession.finish``)."""
+        """The evidence with the verdicts as they are now (after ``FtgateSession.finish``), redacted."""
         self.meta["interrupted"] = bool(interrupted)
         self.meta["finished_at"] = utcnow()
         evs = self.evidence()
         for ev in evs:
             ev.verdict = self.redactor.deep(self.sess.verdicts[ev.run_id].to_dict())
+        self._fresh = True
         return evs
 
     def html(self, interrupted: bool) -> str:
@@ -115,7 +117,7 @@ class Publisher:
     # -- after the HTML exists -----------------------------------------------------------------------------------
     def finish(self, html_path: Path | None, interrupted: bool, write_html: bool = False) -> list[str]:
         """Everything that needs the written report; returns lines for the terminal summary."""
-        evs = self.refresh(interrupted)
+        evs = self.evidence() if self._fresh else self.refresh(interrupted)  # the verdicts are final already
         lines: list[str] = []
         if write_html and html_path is not None:
             html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,7 @@ class Publisher:
         sha = self._seal(html_path)
         for ev in evs:
             self.sess.verdicts[ev.run_id].report_sha256 = sha
-            ev.verdict = self.redactor.deep(self.sess.verdicts[ev.run_id].to_dict())
+            ev.verdict["report_sha256"] = sha
             write_json_atomic(self.sess.verdict_path(ev.run_id), ev.verdict)
         lines += self._attest(evs)
         if self.sess.options.promote:

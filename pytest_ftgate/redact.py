@@ -5,6 +5,7 @@ every literal occurrence of a secret value learnt from the environment, params o
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -21,6 +22,7 @@ _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)(\s*[:=]\s*)([\"']?)([^\s\
 _USERINFO = re.compile(r"(://[^/\s:@]+):([^/\s@]+)@")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """password/secret/credential anywhere, or a word token/key/auth (``HF_TOKEN``, ``*_KEY``; not ``lora_rank``,
     ``max_new_tokens`` or ``keyword``)."""
@@ -35,6 +37,7 @@ class Redactor:
     def __init__(self, env: Mapping[str, str] | None = None):
         env = os.environ if env is None else env
         self.values: set[str] = set()
+        self._longest_first: list[str] = []
         self.learn(env)
 
     def learn(self, mapping: Mapping[str, Any]) -> None:
@@ -42,12 +45,16 @@ class Redactor:
         for k, v in (mapping or {}).items():
             if is_secret_key(str(k)) and isinstance(v, str) and len(v.strip()) >= MIN_SECRET_LEN:
                 self.values.add(v.strip())
+        self._longest_first = sorted(self.values, key=len, reverse=True)
 
     def text(self, s: str) -> str:
-        for v in sorted(self.values, key=len, reverse=True):
+        for v in self._longest_first:
             if v in s:
                 s = s.replace(v, REDACTED)
-        s = _USERINFO.sub(lambda m: f"{m.group(1)}:{REDACTED}@", s)
+        if "://" in s:
+            s = _USERINFO.sub(lambda m: f"{m.group(1)}:{REDACTED}@", s)
+        if ":" not in s and "=" not in s:
+            return s
         return _ASSIGNMENT.sub(lambda m: m.group(0) if not is_secret_key(m.group(1)) or m.group(4) == REDACTED
                                else f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}", s)
 

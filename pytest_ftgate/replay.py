@@ -48,8 +48,6 @@ def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
 
 def replay_losses(record: dict, steps: int, work: Path) -> list[tuple[int, float]]:
     """Train the recorded config for ``steps`` steps in a child process; the loss at each logged step."""
-    from .train import _run_child
-
     inputs = record.get("input_artifacts") or {}
     key = ((inputs.get("config") or {}).get("sha256"), (inputs.get("base_model") or {}).get("hash"),
            tuple(d.get("sha256") for d in inputs.get("datasets") or []), steps)
@@ -60,11 +58,35 @@ def replay_losses(record: dict, steps: int, work: Path) -> list[tuple[int, float
     job = {"args": replay_args(record, steps, work / "output"), "steps": steps,
            "torch_num_threads": determinism.get("torch_num_threads"), "result_path": str(work / "result.json")}
     (work / "job.json").write_text(json.dumps(job, indent=1))
-    _run_child([sys.executable, "-m", "pytest_ftgate.replay", str(work / "job.json")], work / "replay.log",
-               f"re-training of the recorded config for {steps} steps")  # the training child's environment
+    _run([sys.executable, "-m", "pytest_ftgate.replay", str(work / "job.json")], work / "replay.log",
+         determinism, steps)
     losses = [(int(s), float(v)) for s, v in json.loads((work / "result.json").read_text())["losses"]]
     _MEMO[key] = losses
     return losses
+
+
+def _run(cmd: list[str], log_path: Path, determinism: dict, steps: int) -> None:
+    """The child, in the training child's environment with the recorded thread count and hash seed."""
+    import subprocess
+
+    from .errors import TrainingError
+    from .train import _stop, child_env, log_tail
+
+    env = child_env()
+    for var, key in (("OMP_NUM_THREADS", "omp_num_threads"), ("PYTHONHASHSEED", "python_hash_seed")):
+        if determinism.get(key) not in (None, ""):
+            env[var] = str(determinism[key])
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
+    if code != 0:
+        raise TrainingError(f"re-training the recorded config for {steps} steps failed (exit code {code})",
+                            log_tail(log_path), str(log_path))
 
 
 def run(job: dict) -> int:

@@ -330,11 +330,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def child_env() -> dict[str, str]:
-    """The training child's environment: one BLAS thread unless set, no hub, no stray MLflow run settings."""
+    """The training child's environment: one BLAS thread and a fixed hash seed unless set, no hub, no stray
+    MLflow run settings."""
     env = dict(os.environ)
     defaults = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
-                "DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1", "DISABLE_VERSION_CHECK": "1"}
+                "DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1", "DISABLE_VERSION_CHECK": "1",
+                "PYTHONHASHSEED": "0"}  # peft writes target_modules from a set: its order follows the hash seed
     for k, v in defaults.items():
         env.setdefault(k, v)
     for k in ("MLFLOW_RUN_ID", "MLFLOW_NESTED_RUN", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",

@@ -15,9 +15,10 @@ def test_the_audit_record_documents_inputs_training_outputs_and_environment(ft_r
 
 @pytest.mark.gate("integrity", name="integrity", severity="block")
 def test_adapter_data_and_config_match_their_recorded_hashes(ft_run, gate, audit_record, adapter_artifact_dir,
-                                                             ftgate_session):
+                                                             ftgate_session, ftgate_config):
     record = compliance.require_record(audit_record)
-    check = compliance.integrity(record, adapter_artifact_dir, ft_run.params, Path(ftgate_session.options.root))
+    check = compliance.integrity(record, adapter_artifact_dir, ft_run.params, Path(ftgate_session.options.root),
+                                 base_model=ftgate_config.audit.verify_base_model)
     gate.check(compliance.require_verifiable(check))  # data that is gone: an error, not a pass
 
 
@@ -37,12 +38,17 @@ def test_the_adapter_is_safetensors_and_needs_no_remote_code(gate, audit_record,
 
 @pytest.mark.slow
 @pytest.mark.gate("reproducibility", name="reproducibility", severity="block")
-def test_retraining_from_the_record_reproduces_the_loss(ft_run, gate, audit_record, ftgate_config, tmp_path):
+def test_retraining_from_the_record_reproduces_the_loss(ft_run, gate, audit_record, ftgate_config, ftgate_session,
+                                                        tmp_path):
     steps = ftgate_config.audit.reproducibility_steps
     if steps <= 0:
         pytest.skip("opt-in: set audit.reproducibility_steps in ftgate.yaml to re-train that many steps and compare")
     from pytest_ftgate import replay
 
-    losses = replay.replay_losses(compliance.require_record(audit_record), steps, tmp_path)
+    record = compliance.require_record(audit_record)
+    inputs = compliance.reproducible_inputs(record, Path(ftgate_session.options.root))
+    if not inputs.passed:  # other inputs cannot reproduce the run: say why instead of training
+        gate.check(inputs)
+    losses = replay.replay_losses(record, steps, tmp_path)
     gate.check(compliance.compare_losses(ft_run.history.get("loss", []), losses, steps,
                                          ftgate_config.audit.reproducibility_rtol))

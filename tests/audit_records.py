@@ -62,14 +62,14 @@ def record(paths: dict[str, Path], run_id: str) -> dict:
                  "samples": len(json.loads((data / f"demo_{s}.json").read_text()))}
                 for s in ("train", "validation", "test")]
     files = [{"name": p.name, "sha256": sha256_file(p), "size": p.stat().st_size} for p in sorted(adapter.iterdir())]
+    base = [{"name": p.name, "sha256": sha256_file(p), "size": p.stat().st_size}
+            for p in sorted(paths["base"].iterdir())]
     config = paths["config"].read_text()
     return {
         "schema_version": 1, "experiment_id": "1", "run_id": run_id, "created_at": "2026-01-01T00:00:00+00:00",
         "input_artifacts": {
-            "base_model": {"path": str(paths["base"]), "source": "local", "hash": sha256_file(paths["base"] /
-                                                                                               "config.json"),
-                           "files": [{"name": "config.json", "sha256": sha256_file(paths["base"] / "config.json"),
-                                      "size": 10}]},
+            "base_model": {"path": str(paths["base"]), "source": "local", "hash": digest_files(base),
+                           "files": base},
             "datasets": datasets,
             "dataset_info": {"path": str(data / "dataset_info.json"),
                              "sha256": sha256_file(data / "dataset_info.json")},
@@ -125,3 +125,21 @@ def log_run(uri: str, name: str, paths: dict[str, Path] | None, record_text: str
     out.write_text(record_text if record_text is not None else json.dumps(rec, indent=1))
     client.log_artifact(run_id, str(out), str(Path(AUDIT_ARTIFACT).parent))
     return run_id
+
+
+def artifact_dir(uri: str, run_id: str) -> Path:
+    """Where a run's artifacts lie on disk (a local artifact store)."""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    location = MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri
+    return Path(unquote(urlparse(location).path)) if "://" in location else Path(location)
+
+
+def flip_stored_byte(uri: str, run_id: str, artifact: str, offset: int = -3) -> None:
+    """Tamper with a stored artifact: one bit of one byte (of the last weight, for a safetensors file)."""
+    stored = artifact_dir(uri, run_id) / artifact
+    raw = bytearray(stored.read_bytes())
+    raw[offset] ^= 0x01
+    stored.write_bytes(bytes(raw))

@@ -4,7 +4,6 @@ leakage, a dataset that is gone, a corrupt record, and a plain LLaMA-Factory run
 
 import json
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -13,13 +12,6 @@ from . import audit_records as A
 SUITES = Path(__file__).parents[1] / "suites"
 PII = {"email": "anna.nowak@example.org", "card": "5555 5555 5555 4444", "pesel": "44051401359"}
 GATES = {"G6", "integrity", "adapter_format", "schema", "pii", "leakage", "duplicates"}
-
-
-def artifact_dir(uri, run_id):
-    from mlflow.tracking import MlflowClient
-
-    location = MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri
-    return Path(unquote(urlparse(location).path)) if "://" in location else Path(location)
 
 
 def with_pii():
@@ -41,10 +33,7 @@ def store(tmp_path_factory):
         text = '{"schema_version": 1, "input_artifacts": {"base_mo' if name == "corrupt-record" else None
         ids[name] = A.log_run(uri, name, paths, record_text=text)
     ids["plain-llamafactory"] = A.log_run(uri, "plain-llamafactory", None)
-    stored = artifact_dir(uri, ids["tampered-adapter"]) / "adapter" / "adapter_model.safetensors"
-    raw = bytearray(stored.read_bytes())
-    raw[-3] ^= 0x01  # one bit of one weight
-    stored.write_bytes(bytes(raw))
+    A.flip_stored_byte(uri, ids["tampered-adapter"], "adapter/adapter_model.safetensors")
     train = root / "edited-dataset" / "data" / "demo_train.json"
     train.write_text(train.read_text().replace("river stone w7", "stone river w7"))
     (root / "missing-dataset" / "data" / "demo_test.json").unlink()

@@ -212,8 +212,19 @@ def test_the_shipped_tasks_load_offline_without_indexing_lm_evals_tasks():
     assert len(docs) == 64 and all(len(d["choices"]) == 4 for d in docs)
     assert all(d["choices"][d["answer"]] != c for d in docs for i, c in enumerate(d["choices"]) if i != d["answer"])
     fp = bench.task_fingerprint(loaded)
-    assert fp == bench.task_fingerprint(catalog.load("demo_mc")[1])  # stable across loads
     assert fp["versions"] == {"demo_mc": "1.0"} and all(v.startswith("sha256:") for v in fp["data"].values())
+
+
+def test_a_tasks_fingerprint_is_the_same_in_another_process():
+    """The cache key of a task with a ``!function`` (process_docs) must not depend on where it was loaded."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from pytest_ftgate import bench; "
+            "print(json.dumps(bench.task_fingerprint(bench.TaskCatalog([sys.argv[1]]).load('demo_mc')[1])))")
+    out = subprocess.run([sys.executable, "-c", code, str(TASKS)], capture_output=True, text=True, check=True,
+                         timeout=300).stdout.strip().splitlines()[-1]
+    assert json.loads(out) == bench.task_fingerprint(bench.TaskCatalog([TASKS]).load("demo_mc")[1])
 
 
 @pytest.mark.slow

@@ -105,7 +105,7 @@ def test_untouched_files_pass_integrity(run):
     paths, rec = run
     check = compliance.integrity(rec, paths["adapter"])
     assert check.passed, check.message
-    assert check.value == {"verified": 7, "mismatched": 0, "unverifiable": 0}
+    assert check.value == {"verified": 8, "mismatched": 0, "unverifiable": 0}
 
 
 def test_one_flipped_byte_in_the_adapter_fails_integrity(run):
@@ -146,6 +146,15 @@ def test_a_dataset_that_no_longer_exists_is_an_error_naming_the_path(run):
         compliance.require_verifiable(check)
 
 
+def test_a_base_model_changed_since_training_fails_integrity_and_is_a_changed_input(run):
+    paths, rec = run
+    (paths["base"] / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 32}))
+    check = compliance.integrity(rec, paths["adapter"])
+    assert not check.passed and "base model file config.json: " in check.message
+    assert compliance.integrity(rec, paths["adapter"], base_model=False).passed
+    assert [m.split(":")[0] for m in compliance.changed_inputs(rec)] == ["base model file config.json"]
+
+
 def test_an_edited_config_fails_and_a_deleted_one_is_verified_from_the_recorded_content(run):
     paths, rec = run
     paths["config"].write_text(paths["config"].read_text().replace("seed: 42", "seed: 7"))
@@ -161,7 +170,7 @@ def test_a_record_rewritten_to_match_a_swapped_adapter_is_caught_by_the_run_para
     paths, rec = run
     params = {"ftgate.adapter_sha256": digest_files(rec["output_artifacts"]["adapter"]["files"]),
               **lineage_params(rec["input_artifacts"])}
-    assert compliance.integrity(rec, paths["adapter"], params).value["verified"] == 11
+    assert compliance.integrity(rec, paths["adapter"], params).value["verified"] == 12
     flip_byte(paths["adapter"] / "adapter_model.safetensors")
     swapped = copy.deepcopy(rec)
     for f in swapped["output_artifacts"]["adapter"]["files"]:

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pytest_ftgate import data, pii
+from pytest_ftgate.errors import ConfigError
 
 PLANTED = {  # kind -> a value that passes the kind's checks (test numbers, not real people)
     "email": "jan.kowalski@example.com",
@@ -79,3 +80,5 @@ def test_clean_data_passes_the_pii_gate_and_kinds_can_be_switched_off(tmp_path):
     off = data.scan([data.DataFile("t", "train", str(path), spec)], pii_kinds=("email",))
     assert not data.pii_check(on).passed
     assert data.pii_check(off).passed and "no PII found in 1 rows" in data.pii_check(off).message
+    with pytest.raises(ConfigError, match=r"data.pii_kinds: unknown kind\(s\) \['passport'\]"):
+        data.scan([data.DataFile("t", "train", str(path), spec)], pii_kinds=("email", "passport"))

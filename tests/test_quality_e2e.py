@@ -8,17 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
-import importlib_metadata  # noqa: F401  (see below)
 import pytest
 
 from pytest_ftgate.serve.base import GenParams
 from pytest_ftgate.serve.hf import HFEngine
 
 pytestmark = pytest.mark.slow
-# mlflow imports the importlib_metadata backport, which deletes the stdlib PathFinder.find_distributions and puts
-# its own finder on sys.meta_path; pytester restores sys.meta_path after an in-process run but not the deletion, so
-# a second in-process run finds no entry points (no ftgate plugin). Importing the backport here, before any
-# pytester snapshot, keeps its finder in every snapshot.
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "suites"
 FAKE_VLLM = Path(__file__).with_name("fake_vllm.py")
@@ -36,6 +31,19 @@ class DroppingHFEngine(HFEngine):
         return super().generate(prompts, None, params, progress)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def preload():
+    """Imported before pytester snapshots sys.modules and sys.meta_path, for two reasons: re-importing torch after
+    a snapshot is restored crashes the interpreter; and the importlib_metadata backport (imported by mlflow)
+    deletes the stdlib ``PathFinder.find_distributions`` for its own finder on sys.meta_path, so once a restore has
+    dropped that finder a second in-process run would find no entry points (no ftgate plugin)."""
+    import importlib_metadata  # noqa: F401
+    import mlflow  # noqa: F401
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     """One prediction cache for this module: the base model's answers are generated once."""
@@ -47,10 +55,6 @@ def gate(pytester, uri, run_id, cache_dir, quality="", engine="kind: hf", suites
         shutil.copy(SUITES / name, pytester.path / name)
     pytester.makefile(".yaml", ftgate=f"quality:\n  cache_dir: {cache_dir}\n  bootstrap_samples: 300\n{quality}"
                                       f"engine:\n  {engine}\n")
-    import os  # DEV SHIM (remove)
-    if os.environ.get("FTGATE_DEV_SHIM"):
-        conftest = ("import pytest\n@pytest.fixture(scope='session')\ndef adapter(adapter_artifact_dir):\n"
-                    "    return adapter_artifact_dir\n") + conftest
     if conftest:
         pytester.makeconftest(conftest)
     result = pytester.runpytest("-p", "no:cacheprovider", "--ftgate-tracking-uri", uri, "--run-id", run_id)
@@ -66,22 +70,30 @@ def copy_store(demo_run, dst: Path) -> str:
 
 
 def candidate_run(uri: str, demo_run, adapter_dir: Path, name: str) -> str:
-    """A finished run with the demo's lineage (audit record, params, metric histories) and another adapter."""
+    """A finished run with the demo's lineage (audit record, params, metric histories) and another adapter, its
+    files and digest recorded the way ``ftgate train`` records them."""
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
+    from pytest_ftgate import audit
+
     client = MlflowClient(tracking_uri=uri)
     demo = client.get_run(demo_run.run_id)
-    run = client.create_run(demo.info.experiment_id, run_name=name)
-    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in demo.data.params.items()])
+    run_id = client.create_run(demo.info.experiment_id, run_name=name).info.run_id
+    files = audit.tree_files(adapter_dir)
+    params = {**demo.data.params, "ftgate.adapter_sha256": audit.digest_files(files)}
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
     for key in demo.data.metrics:
-        client.log_batch(run.info.run_id, metrics=client.get_metric_history(demo_run.run_id, key))
-    audit = Path(client.download_artifacts(demo_run.run_id, "audit/audit_record.json", str(adapter_dir.parent)))
-    client.log_artifact(run.info.run_id, str(audit), "audit")
+        client.log_batch(run_id, metrics=client.get_metric_history(demo_run.run_id, key))
+    record = json.loads(Path(client.download_artifacts(demo_run.run_id, "audit/audit_record.json",
+                                                       str(adapter_dir.parent))).read_text())
+    record["run_id"] = run_id
+    record["output_artifacts"]["adapter"]["files"] = files
+    client.log_dict(run_id, record, "audit/audit_record.json")
     for f in sorted(adapter_dir.iterdir()):
-        client.log_artifact(run.info.run_id, str(f), "adapter")
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+        client.log_artifact(run_id, str(f), "adapter")
+    client.set_terminated(run_id)
+    return run_id
 
 
 def weakened(adapter: Path, base: Path, dst: Path, keep: float) -> Path:
