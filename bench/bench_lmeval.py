@@ -72,8 +72,8 @@ def main() -> None:
             miss, _ = timed(lambda t=task: cached.evaluate(t, candidate))
             hit = statistics.median(timed(lambda t=task: cached.evaluate(t, candidate))[0] for _ in range(args.repeats))
             n = res.data["n-samples"][name]["effective"] * per_doc
-            print(f"{name:<10} {n:>8} {first:>15.2f} s {warm:>8.2f} s {warm / n * 100:>6.2f} s "
-                  f"{miss:>8.2f} s {hit:>8.3f} s {hit / n * 100:>6.3f} s   ({kind})")
+            print(f"{name:<10} {n:>8} {first:>15.2f} s {warm:>8.3f} s {warm / n * 100:>6.2f} s "
+                  f"{miss:>8.3f} s {hit:>8.3f} s {hit / n * 100:>6.3f} s   ({kind})")
         plain.close()
         cached.close()
 

@@ -369,7 +369,7 @@ class BenchRunner:
         self.evaluations = 0  # lm-eval runs done (cache misses), for the tests and the benchmark
 
     def sides(self, base_model: str, adapter: str) -> tuple[Side, Side]:
-        """(candidate, base) for a run, with the digests of their files (memoised per path for the session)."""
+        """(candidate, base) for a run, with the digests of their files (per-file sha256 memoised on size/mtime)."""
         b = self._digest(base_model)
         return Side("candidate", base_model, b, adapter, self._digest(adapter)), Side("base", base_model, b)
 
@@ -384,19 +384,19 @@ class BenchRunner:
         return audit.digest_files(audit.tree_files(path, self._memo))
 
     def evaluate(self, task: BenchTask, side: Side) -> TaskResult:
-        _tm, loaded = self.catalog.load(task.name)
         import lm_eval
 
+        tm, loaded = self.catalog.load(task.name)
         parts = {"schema": CACHE_SCHEMA, "lm_eval": lm_eval.__version__, "task": task.name,
                  "num_fewshot": task.num_fewshot, "limit": task.limit or None, **self.settings.key(), **side.key(),
                  "task_fingerprint": task_fingerprint(loaded)}
         if self.settings.backend == "local-completions":  # the weights behind a server are not ours to hash
-            parts["served"] = model_args(self.settings, side)[1]["model"]
+            parts["served"] = {k: model_args(self.settings, side)[1][k] for k in ("model", "base_url")}
         key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
         hit = self.cache.get(key) if self.cache else None
         if hit:
             return TaskResult(task.name, side.label, hit[0], hit[1], cached=True)
-        data, samples = self._run(task, side, loaded, _tm)
+        data, samples = self._run(task, side, loaded, tm)
         data["ftgate"] = {"cache_key": key, "key": parts, "side": side.label, **side.key(),
                           "task_sha256": parts["task_fingerprint"]["config_sha256"]}
         if self.cache:

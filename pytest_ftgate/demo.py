@@ -1,4 +1,4 @@
-"""The bundled demo: its data (translating 3 English words to French) and its base model, built locally, deterministically.
+"""The bundled demo: its data (3 English words to translate to French) and its base model, built locally.
 
 No hub, no training here: ``write_demo_data`` regenerates ``fixtures/data`` from a seed, and ``ensure_demo_base``
 builds the tiny random-init Llama base model (a byte-level BPE tokenizer trained on the demo data plus a small
@@ -36,7 +36,8 @@ MODEL_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
 
 
 def demo_rows(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:
-    """Alpaca rows per split (3 English words -> French, word by word); every word triple appears in one split only (the test split is never trained on)."""
+    """Alpaca rows per split (3 English words -> French, word by word); each word triple lies in one split only,
+    so the test split is never trained on."""
     rng = random.Random(seed)
     triples: list[tuple[str, ...]] = []
     seen: set[tuple[str, ...]] = set()

@@ -9,7 +9,6 @@ prompt, so a re-run is free and a changed adapter never reuses stale outputs.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -248,10 +247,13 @@ def predict(engine: Engine, model: str | None, prompts: Sequence[Prompt], params
 
 
 def _bar(total: int, desc: str):
+    """A progress bar on the terminal itself (pytest captures sys.stderr), shown when that is a TTY."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc or "ftgate predictions", unit="answer", file=sys.stderr,
-                disable=None if os.environ.get("FTGATE_PROGRESS", "") != "1" else False, leave=False)
+    out = sys.__stderr__ or sys.stderr
+    show = os.environ.get("FTGATE_PROGRESS", "") == "1" or (hasattr(out, "isatty") and out.isatty())
+    return tqdm(total=total, desc=desc or "ftgate predictions", unit="answer", file=out, disable=not show,
+                leave=False)
 
 
 def adapter_name(run_id: str) -> str:
@@ -464,20 +466,3 @@ def sample_table(test_set: TestSet, candidate: Answers, baselines: Sequence[Answ
             row[b.label] = b.outputs[i]
         rows.append(row)
     return rows
-
-
-def sample_table_html(rows: Sequence[dict]) -> str:
-    """The per-sample table as HTML; every cell is escaped (model outputs are untrusted text)."""
-    if not rows:
-        return "<p>no samples</p>"
-    cols = [c for c in rows[0] if c != "scores"] + ["scores"]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = []
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            text = ", ".join(f"{k}={val}" for k, val in v.items()) if isinstance(v, dict) else str(v)
-            cells.append(f"<td><pre>{html.escape(text)}</pre></td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="ftgate-samples"><tr>{head}</tr>{"".join(body)}</table>'

@@ -130,8 +130,8 @@ def log_outputs(mlflow: Any, job: dict, record: dict, run: Any) -> None:
     args = job["args"]
     rec = audit.build_record(
         experiment_id=run.info.experiment_id, run_id=run.info.run_id, created_at=_utc(), inputs=job["inputs"],
-        training=training, adapter_files=files, seeds={"seed": args.get("seed", 42), "data_seed": args.get("data_seed")},
-        args=args)
+        training=training, adapter_files=files, args=args,
+        seeds={"seed": args.get("seed", 42), "data_seed": args.get("data_seed")})
     adapter_sha = rec["output_artifacts"]["adapter"]["sha256"]
     mlflow.log_params({"ftgate.adapter_sha256": adapter_sha, "ftgate.output_dir": str(out)})
     mlflow.log_dict(rec, "audit/audit_record.json")

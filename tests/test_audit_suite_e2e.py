@@ -1,6 +1,8 @@
-"""End to end on the tiny model: the audit and data suites gate the demo run trained by LLaMA-Factory (``demo_run``)
-and copies of it in a separate store: the adapter tampered with, a dataset row edited after training, PII and test
-prompts planted in the training data, and a loss history that re-training does not reproduce."""
+"""End to end on the tiny model: the audit and data suites gate copies of the demo run trained by LLaMA-Factory
+(``demo_run``: its metric history, adapter and audit record, its data copied so that it can be edited) in a store of
+their own: an exact copy, and copies with the adapter tampered with, a dataset row edited after training, PII and
+test prompts planted in the training data, and a loss history that re-training does not reproduce. One pytest
+session re-trains once (the copies that share the recorded inputs share the replay)."""
 
 import json
 import shutil
@@ -68,7 +70,8 @@ def gated(demo_run, tmp_path_factory):
     uri = f"sqlite:///{work / 'copies.db'}"
     src = demo_run.store().load(demo_run.run_id)
     slower = {k: [(s, v * 1.1) for s, v in pts] if k == "loss" else pts for k, pts in src.history.items()}
-    copies = {"tampered-adapter": copy_run(demo_run, uri, work, "tampered-adapter"),
+    copies = {"demo": copy_run(demo_run, uri, work, "demo"),
+              "tampered-adapter": copy_run(demo_run, uri, work, "tampered-adapter"),
               "edited-row": copy_run(demo_run, uri, work, "edited-row", edit=edit_row),
               "planted": copy_run(demo_run, uri, work, "planted", edit=plant),
               "other-history": copy_run(demo_run, uri, work, "other-history", history=slower)}
@@ -78,14 +81,13 @@ def gated(demo_run, tmp_path_factory):
     for suite in ("test_audit.py", "test_data.py"):
         shutil.copy(SUITES / suite, session / suite)
     (session / "ftgate.yaml").write_text(f"audit:\n  reproducibility_steps: {STEPS}\n")
+    args = [a for run_id in copies.values() for a in ("--run-id", run_id)]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--ftgate-tracking-uri",
+                           uri, *args, str(session)], cwd=session, capture_output=True, text=True, timeout=900)
     out = {}
-    for uri_, ids in ((demo_run.tracking_uri, {"demo": demo_run.run_id}), (uri, copies)):
-        args = [a for run_id in ids.values() for a in ("--run-id", run_id)]
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--ftgate-tracking-uri",
-                               uri_, *args, str(session)], cwd=session, capture_output=True, text=True, timeout=900)
-        for name, run_id in ids.items():
-            out[name] = json.loads((session / "ftgate-results" / "verdicts" / f"{run_id}.json").read_text())
-            out[name]["_stdout"] = proc.stdout[-4000:]
+    for name, run_id in copies.items():
+        out[name] = json.loads((session / "ftgate-results" / "verdicts" / f"{run_id}.json").read_text())
+        out[name]["_stdout"] = proc.stdout[-4000:]
     return out
 
 

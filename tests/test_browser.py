@@ -2,10 +2,13 @@
 table render, pytest-html's rows are expanded and carry the WARN label, and a prediction, gate message and run
 name holding ``<img src=x onerror=...>`` show as text and run nothing.
 
-Needs the Debian package ``chromium`` (``apt-get install -y chromium``); skipped, saying so, without it.
+The same checks run on the report of the bundled demo: `pytest suites` (every suite) over the ``demo_run``.
+Needs the Debian package ``chromium`` (``apt-get install -y chromium``; ``make browser``): without it these tests
+fail, saying so.
 """
 
 import html
+import json
 import re
 import shutil
 import subprocess
@@ -13,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from .test_report_session import XSS, audited_run, run_session
+from pytest_ftgate import attest, registry
+
+from .conftest import copy_demo_tree
+from .test_report_session import SUITES, XSS, audited_run, run_session, signing_key
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,11 +27,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 BANNER_RGB = {"pass": (46, 125, 50), "warn": (178, 106, 0)}  # report.CSS
 PLOT_RGB = (31, 119, 180)  # matplotlib's first line colour (loss)
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")]
+pytestmark = pytest.mark.slow
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (or make browser)", pytrace=False)
     return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
                            page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
 
@@ -92,3 +99,42 @@ def test_the_screenshot_shows_the_banners_and_the_curves(rendered):
     _, _, shot = rendered
     assert pixels_near(shot, BANNER_RGB["warn"]) > 5000 and pixels_near(shot, BANNER_RGB["pass"]) > 5000
     assert pixels_near(shot, PLOT_RGB, tol=12) > 300
+
+
+@pytest.fixture(scope="module")
+def demo_rendered(demo_run, tmp_path_factory):
+    """`pytest suites` (every suite) over the trained demo run, with promotion and a signing key; the store is a
+    copy (registry writes stay here), the artifacts are the demo's."""
+    work = copy_demo_tree(tmp_path_factory.mktemp("demo-report"))
+    shutil.copy(Path(demo_run.tracking_uri.removeprefix("sqlite:///")), work / "mlflow.db")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    priv, pub = signing_key(work)
+    suites = tuple(p.name for p in sorted(SUITES.glob("test_*.py")))
+    proc = run_session(work, uri, [demo_run.run_id], "--ftgate-promote", "demo", suites=suites, planted=None,
+                       env={attest.KEY_ENV: str(priv)})
+    page = work / "out" / "report.html"
+    assert page.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    dom = chromium(page, work / "profile", "--dump-dom")
+    shot = work / "report.png"
+    chromium(page, work / "profile", f"--screenshot={shot}", "--window-size=1400,4000")
+    return proc, uri, work / "out", dom.stdout, shot, pub
+
+
+def test_the_demo_session_report_shows_its_verdict_gates_plot_and_generations(demo_rendered):
+    proc, uri, out, dom, shot, _ = demo_rendered
+    verdict = proc.returncode == 0 and "pass" or "block"
+    assert f'class="ftgate-banner ftgate-{verdict}"' in dom, proc.stdout[-3000:]
+    assert dom.count('class="ftgate-table ftgate-gates"') == 1 and dom.count('<img class="ftgate-plot"') == 1
+    assert re.search(r"<td>G4</td>", dom) and re.search(r"<td>bench:demo_mc</td>", dom)
+    assert "the 10 lowest-scoring of" in dom and "ftgate-samples" in dom
+    assert pixels_near(shot, BANNER_RGB.get(verdict, (198, 40, 40))) > 5000 and pixels_near(shot, PLOT_RGB, 12) > 300
+
+
+def test_the_demo_run_is_promoted_and_its_attestation_verifies_against_the_adapter(demo_rendered, demo_run):
+    proc, uri, out, dom, shot, pub = demo_rendered
+    doc = json.loads((out / "report.json").read_text())
+    (run,) = doc["runs"]
+    held = registry.aliases(registry.client_for(uri), "demo")
+    assert held == ({"candidate": run["promotion"]["version"]} if run["verdict"] in ("pass", "warn") else {})
+    att = out / "verdicts" / f"{demo_run.run_id}.intoto.json"
+    assert attest.main([str(att), str(demo_run.adapter_dir), "--public-key", str(pub)]) == 0

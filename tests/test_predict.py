@@ -198,12 +198,15 @@ def test_determinism_passes_on_identical_reruns_and_fails_naming_the_row():
 
 
 # -- the per-sample table ----------------------------------------------------------------------------------------
-def test_the_sample_table_escapes_model_outputs_in_html(tmp_path):
+def test_the_sample_table_keeps_raw_text_and_the_report_escapes_it(tmp_path):
+    from pytest_ftgate import report
+
     f = write(tmp_path / "t.json", [{"instruction": "<b>q</b>", "output": "ok"}])
     ts = predict.load_test_set(f)
     evil = '<img src=x onerror="alert(1)">'
     rows = predict.sample_table(ts, answers("candidate", [evil], ["ok"]), [answers("base", ["<script>"], ["ok"])])
     assert rows[0]["prediction"] == evil and rows[0]["base"] == "<script>"  # raw in the verdict data
-    page = predict.sample_table_html(rows)
-    assert "<img" not in page and "<script>" not in page and "<b>q" not in page
+    assert rows[0]["scores"] == {"exact_match": 0.0, "f1": 0.0, "rougeL": 0.0}
+    page = report.samples_table([{"details": {"samples": rows}}])  # how the HTML report renders the table
+    assert "<img" not in page and "<b>q" not in page
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page

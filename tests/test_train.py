@@ -160,19 +160,3 @@ def test_an_unknown_llamafactory_key_is_named_and_no_run_is_created(tmp_path, de
                                           r"'lora_rank'\?"):
         train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None)
     assert store.client.search_runs([store.experiment_id(create=True)]) == []
-
-
-@pytest.mark.slow
-def test_a_crashing_training_marks_its_run_failed_with_the_error_and_log_tail(tmp_path, demo_run):
-    root = copy_demo_tree(tmp_path / "root")
-    shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
-    config = write_config(root, "crash.yaml", lora_target="no_such_module")
-    store = tmp_store(root)
-    with pytest.raises(TrainingError) as err:
-        train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None)
-    assert "no_such_module" in str(err.value) and "is marked FAILED" in str(err.value)
-    assert err.value.log_tail and Path(err.value.log_path).is_file()
-    (run,) = store.client.search_runs([store.experiment_id()])
-    assert run.info.status == "FAILED"
-    assert "no_such_module" in run.data.tags["ftgate.error"]
-    assert "logs/train_log_tail.txt" in store.list_artifacts(run.info.run_id, "logs")

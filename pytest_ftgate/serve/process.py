@@ -48,7 +48,7 @@ class ServerProcess:
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix=f"ftgate-{name}-", suffix=".log")
             os.close(fd)
-        self.log_path = Path(log_path)
+        self.log_path = Path(log_path).resolve()
         self.proc: subprocess.Popen | None = None
 
     @property

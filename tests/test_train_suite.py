@@ -1,0 +1,75 @@
+"""`pytest suites` trains under the gate: no --run-id gates the bundled demo (re-using an identical run), a
+broken config trains and is blocked, and a training that crashes is reported by the gating run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, copy_demo_tree
+
+SUITE = (REPO / "suites" / "test_training.py").read_text()
+
+
+@pytest.fixture
+def root(pytester, monkeypatch) -> Path:
+    """pytester's directory with the demo config, data and ftgate.yaml, and the training gates as its suite."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    copy_demo_tree(pytester.path)
+    pytester.makepyfile(test_training=SUITE)
+    return pytester.path
+
+
+def verdict(root: Path) -> dict:
+    (path,) = (root / "ftgate-results" / "verdicts").glob("*.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_no_run_id_gates_the_bundled_demo_and_reuses_its_identical_finished_run(pytester, root, demo_run):
+    shutil.copytree(demo_run.root / ".ftgate", root / ".ftgate", ignore=shutil.ignore_patterns("cache", "train"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "test_training.py")
+    result.assert_outcomes(passed=4)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*no --run-id given: training and gating the bundled demo run*",
+                                 f"*re-using run {demo_run.run_id}*"])
+    v = verdict(root)
+    assert (v["run_id"], v["verdict"]) == (demo_run.run_id, "pass")
+    assert {g["id"]: g["outcome"] for g in v["gates"]} == {"G1": "passed", "G2": "passed", "G3": "passed",
+                                                           "resources": "passed"}
+
+
+@pytest.mark.slow
+def test_an_enormous_learning_rate_trains_and_is_blocked_by_g1(pytester, root, demo_run):
+    shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
+    shutil.copy(REPO / "training" / "broken_lr.yaml", root / "training")
+    result = pytester.runpytest("-p", "no:cacheprovider", "test_training.py", "--ftgate-train",
+                                "training/broken_lr.yaml")
+    assert result.ret == 1
+    v = verdict(root)
+    outcomes = {g["id"]: g["outcome"] for g in v["gates"]}
+    assert v["verdict"] == "block" and outcomes["G1"] == "failed"
+    (g1,) = [g for g in v["gates"] if g["id"] == "G1"]
+    assert "grad_norm is NaN" in g1["message"] or "eval_loss is NaN" in g1["message"]
+
+
+@pytest.mark.slow
+def test_a_training_that_crashes_is_reported_by_the_gating_run_and_marked_failed_in_mlflow(pytester, root, demo_run):
+    from mlflow.tracking import MlflowClient
+
+    shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
+    crash = (root / "training" / "demo.yaml").read_text().replace("lora_target: all", "lora_target: no_such_module")
+    (root / "training" / "crash.yaml").write_text(crash)
+    result = pytester.runpytest("-p", "no:cacheprovider", "test_training.py", "--ftgate-train", "training/crash.yaml")
+    assert result.ret == 1
+    result.assert_outcomes(errors=4)
+    v = verdict(root)
+    assert v["verdict"] == "block" and v["incomplete"] is True
+    assert "training" in v["error"] and "no_such_module" in v["error"] and "is marked FAILED" in v["error"]
+    client = MlflowClient(f"sqlite:///{root / '.ftgate' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ftgate").experiment_id])
+    assert run.info.status == "FAILED" and "no_such_module" in run.data.tags["ftgate.error"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "logs")] == ["logs/train_log_tail.txt"]
