@@ -15,8 +15,9 @@ import platform
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCHEMA_VERSION = 1
 CHUNK = 1 << 20
@@ -218,7 +219,7 @@ def pip_freeze() -> str:
     """``pip freeze`` of the running interpreter; the installed distributions when pip is absent."""
     try:
         out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--disable-pip-version-check"],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, check=False)
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout
     except (OSError, subprocess.TimeoutExpired):
@@ -234,11 +235,11 @@ def git_commit(path: str | Path) -> dict[str, Any]:
     p = Path(path).resolve()
     try:
         head = subprocess.run(["git", "-C", str(p.parent), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=20)
+                              timeout=20, check=False)
         if head.returncode != 0:
             return {"git_commit": None, "git_dirty": None}
         status = subprocess.run(["git", "-C", str(p.parent), "status", "--porcelain", "--", p.name],
-                                capture_output=True, text=True, timeout=20)
+                                capture_output=True, text=True, timeout=20, check=False)
         return {"git_commit": head.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
         return {"git_commit": None, "git_dirty": None}

@@ -248,5 +248,12 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
             raise ConfigError(f"{file}: benchmarks.tasks[{i}].severity {t.severity!r} is not one of {SEVERITIES}")
     if cfg.quality.prompt_format not in ("chat", "raw"):
         raise ConfigError(f"{file}: quality.prompt_format {cfg.quality.prompt_format!r} is not one of chat, raw")
+    for key in ("engine.batch_size", "engine.concurrency", "engine.tensor_parallel_size", "quality.max_new_tokens"):
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < 1:
+            raise ConfigError(f"{file}: {key} must be at least 1, got {getattr(getattr(cfg, section), name)}")
+    if not 0 < cfg.quality.min_baseline_ratio <= 1:
+        raise ConfigError(f"{file}: quality.min_baseline_ratio must lie in (0, 1], "
+                          f"got {cfg.quality.min_baseline_ratio}")
     if not 0 < cfg.quality.confidence < 1:
         raise ConfigError(f"{file}: quality.confidence must lie between 0 and 1, got {cfg.quality.confidence}")

@@ -30,9 +30,9 @@ DATA_SEED = 1234
 SPECIAL = ("<unk>", "<s>", "</s>", "<pad>")
 VOCAB_SIZE = 512
 MODEL_SEED = 0
-MODEL_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
-                    rms_norm_eps=1e-6)
+MODEL_CONFIG = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": False,
+                "rms_norm_eps": 1e-6}
 
 
 def demo_rows(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:

@@ -218,13 +218,19 @@ class Answers:
     cached: int = 0  # answers taken from the cache
     seconds: float = 0.0  # generation time of the rest
     info: dict = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)  # their prediction-cache keys
+
+
+def cache_keys(engine: Engine, model: str | None, prompts: Sequence[Prompt], params: GenParams,
+               weights: dict) -> list[str]:
+    identity = {**engine.cache_identity(model), **weights}
+    return [PredictionCache.key(identity, p, params) for p in prompts]
 
 
 def predict(engine: Engine, model: str | None, prompts: Sequence[Prompt], params: GenParams,
             weights: dict, cache: PredictionCache | None = None, desc: str = "") -> tuple[list[str], int, float]:
     """Greedy answers for every prompt, from the cache where the key matches: (outputs, cached, seconds)."""
-    identity = {**engine.cache_identity(model), **weights}
-    keys = [PredictionCache.key(identity, p, params) for p in prompts]
+    keys = cache_keys(engine, model, prompts, params, weights)
     found = cache.get_many(keys) if cache else {}
     todo = [i for i, k in enumerate(keys) if k not in found]
     fresh: dict[str, str] = {}
@@ -297,7 +303,14 @@ class Scorer:
             scores.extra.update(metrics.evaluate_module(name, outputs, refs))
         info = {**weights, "engine": engine.kind, "cached": cached, "generation_s": round(seconds, 3),
                 "n": len(outputs)}
-        return Answers(label, model, outputs, scores, cached, seconds, info)
+        answers = Answers(label, model, outputs, scores, cached, seconds, info)
+        answers.keys = cache_keys(engine, model, self.prompts, self.params, weights)
+        return answers
+
+    def forget(self, answers: Answers) -> None:
+        """Drop these answers from the cache (an engine that failed a gate must not hand them back once fixed)."""
+        if self.cache is not None and answers.keys:
+            self.cache.delete(answers.keys)
 
     def rerun(self, engine: Engine, model: str | None, k: int) -> tuple[list[int], list[str]]:
         """A second greedy pass, uncached, over ``k`` prompts spread over the test set: (positions, answers)."""

@@ -104,9 +104,11 @@ def category(g: Mapping) -> str:
         return "benchmark"
     if gid.startswith(("data", "schema", "pii", "leak", "dup")):
         return "data"
-    if gid.startswith(("g6", "audit", "integrity", "adapter")):
+    if gid.startswith(("g6", "audit", "integrity", "adapter_format", "reproducibility")):
         return "audit"
-    return "quality" if gid in ("g4", "g5") or gid.startswith(("quality", "determinism")) else "other"
+    if gid in ("g4", "g5") or gid.startswith(("quality", "determinism", "adapter_applied")):
+        return "quality"
+    return "other"
 
 
 def gate_title(g: Mapping) -> str:
@@ -186,21 +188,28 @@ def curves(record: RunRecord | None) -> str:
 
 
 # -- tables found inside gate details ------------------------------------------------------------------------------
-_COLUMNS = ("name", "metric", "task", "candidate", "baseline", "base", "difference", "ratio", "ci_low", "ci_high",
-            "stderr", "significant", "threshold", "passed")
+_COLUMNS = ("name", "metric", "task", "candidate", "candidate_value", "baseline", "baseline_value", "base",
+            "difference", "ratio", "ci_low", "ci_high", "confidence", "stderr", "significant", "threshold", "passed")
 
 
-def find_rows(obj: Any, required: tuple[str, ...], name: str = "", depth: int = 0) -> list[dict]:
-    """Dicts holding every ``required`` key, wherever they sit in ``obj`` (a dict of them is keyed by ``name``)."""
+def find_rows(obj: Any, required: tuple[str, ...] | Any, name: str = "", depth: int = 0) -> list[dict]:
+    """Dicts holding every ``required`` key (or for which ``required(d)`` is true), wherever they sit in ``obj``
+    (a dict of them is keyed by ``name``)."""
     if depth > 4:
         return []
     if isinstance(obj, Mapping):
-        if all(k in obj for k in required):
+        if required(obj) if callable(required) else all(k in obj for k in required):
             return [{"name": name, **obj} if name and "metric" not in obj and "task" not in obj else dict(obj)]
         return [r for k, v in obj.items() if k != "samples" for r in find_rows(v, required, str(k), depth + 1)]
     if isinstance(obj, list):
         return [r for v in obj[:200] for r in find_rows(v, required, name, depth + 1)]
     return []
+
+
+def is_comparison(d: Mapping) -> bool:
+    """A candidate-vs-baseline row: a confidence interval, or both values under any of the usual names."""
+    return ("ci_low" in d and "ci_high" in d) or (any(k in d for k in ("candidate", "candidate_value")) and any(
+        k in d for k in ("baseline", "baseline_value", "base")))
 
 
 def rows_table(rows: list[dict]) -> str:
@@ -209,13 +218,18 @@ def rows_table(rows: list[dict]) -> str:
     return table(keys, ([r.get(k) for k in keys] for r in rows), "ftgate-metrics")
 
 
-def metric_rows(gates: list[dict]) -> list[tuple[dict, list[dict]]]:
-    out = []
+def quality_html(gates: list[dict]) -> str:
+    """Per quality gate: its comparison rows (metrics, baseline, CI) as one table, then its other details."""
+    parts = []
     for g in gates:
-        rows = find_rows(g.get("details") or {}, ("candidate", "baseline"))
-        if rows and category(g) != "benchmark":
-            out.append((g, rows))
-    return out
+        details = g.get("details") or {}
+        rows = find_rows(details, is_comparison)
+        rest = {k: v for k, v in details.items() if k not in ("samples", "answers") and not find_rows(
+            v, is_comparison)}
+        if rows or rest:
+            parts.append(f"<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>" + (rows_table(rows) if rows else "")
+                         + (details_html(rest) if rest else ""))
+    return "".join(parts)
 
 
 def benchmark_rows(gates: list[dict]) -> list[dict]:
@@ -300,7 +314,7 @@ def audit_html(ev: RunEvidence, gates: list[dict]) -> str:
     inputs = a.get("input_artifacts") or {}
     if inputs:
         parts.append(table(["input", "path / name", "sha256", "detail"], _input_rows(inputs), "ftgate-hashes"))
-    recorded = {f.get("name"): f.get("sha256") for f in
+    recorded = {f.get("name"): str(f.get("sha256") or "").removeprefix("sha256:") for f in
                 ((a.get("output_artifacts") or {}).get("adapter") or {}).get("files") or []}
     if ev.adapter_files or recorded:
         names = sorted({f["name"] for f in ev.adapter_files} | set(recorded))
@@ -335,15 +349,12 @@ def run_html(ev: RunEvidence) -> str:
     gates = ev.verdict.get("gates", [])
     by_cat = {c: [g for g in gates if category(g) == c] for c in ("training", "quality", "benchmark", "data",
                                                                    "audit", "other")}
-    metric_parts = [f'<h4>{e(gate_title(g))}</h4>' + rows_table(rows) for g, rows in
-                    metric_rows(gates)]
+    quality = quality_html(by_cat["quality"] + by_cat["other"])
     bench = benchmark_rows(gates)
     data = "".join(f'<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>{note(g.get("message", ""))}'
                    + details_html(g.get("details") or {}) for g in by_cat["data"])
-    shown = {id(g) for c in ("data", "audit", "benchmark") for g in by_cat[c]} | {id(g) for g, _ in metric_rows(gates)}
-    other = "".join(f'<h4>{e(gate_title(g))}</h4>' + details_html(
-        {k: v for k, v in g["details"].items() if k != "samples"}) for g in gates
-        if id(g) not in shown and [k for k in (g.get("details") or {}) if k != "samples"])
+    training = "".join(f"<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>" + details_html(g["details"])
+                       for g in by_cat["training"] if g.get("details"))
     record = ev.record
     params = sorted((record.params if record else {}).items())
     tags = sorted((k, v) for k, v in (record.tags if record else {}).items() if not k.startswith("mlflow.log-model"))
@@ -351,14 +362,13 @@ def run_html(ev: RunEvidence) -> str:
         f'<article class="ftgate-run-report" id="run-{e(ev.run_id)}">', banner(ev),
         "".join(note(n) for n in ev.notes),
         section("Gates", gate_table(gates)),
-        section("Loss and eval_loss", curves(record)),
+        section("Loss and eval_loss", curves(record) + training),
         section("Metrics against the baseline (confidence intervals)",
-                "".join(metric_parts) or note("no baseline comparison was recorded")),
+                quality or note("no quality gate recorded metrics")),
         section("Benchmarks", rows_table(bench) if bench else note("no benchmark was run")),
         section("Audit record", audit_html(ev, by_cat["audit"])),
         section("Data checks", data or note("no data check was run")),
         section("Sample of generations", samples_table(gates)),
-        section("Other gate details", other, cls="ftgate-other") if other else "",
         section(f"Run parameters ({len(params)}) and tags ({len(tags)})",
                 table(["param", "value"], params) + table(["tag", "value"], tags), open_=False),
         outcome_html(ev), "</article>",
@@ -412,7 +422,8 @@ CSS = """
 .ftgate-incomplete{font-weight:bold;background:#000;color:#ff0;padding:2px 6px;border-radius:3px}
 .ftgate-table{border-collapse:collapse;margin:6px 0;max-width:100%}
 .ftgate-table td,.ftgate-table th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
-.ftgate-table th{background:#f3f3f3}.ftgate-text{white-space:pre-wrap;max-width:420px;word-break:break-word}
+.ftgate-table th{background:#f3f3f3}
+.ftgate-table td{overflow-wrap:anywhere}.ftgate-text{white-space:pre-wrap;max-width:420px;word-break:break-word}
 .ftgate-gates .ftgate-fail .ftgate-outcome,.ftgate-gates .ftgate-error .ftgate-outcome{color:#c62828;font-weight:bold}
 .ftgate-gates .ftgate-warn .ftgate-outcome{color:#b26a00;font-weight:bold}
 .ftgate-gates .ftgate-pass .ftgate-outcome{color:#2e7d32}.ftgate-msg{max-width:520px;word-break:break-word}

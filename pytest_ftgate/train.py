@@ -15,10 +15,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import audit, demo
 from .errors import ConfigError, DataError, FtgateError, TrainingError
@@ -70,6 +71,32 @@ def _looks_local(here: Path, value: str) -> bool:
     return value.startswith((".", "/", "~")) or (here / value).exists()
 
 
+def known_keys_path() -> Path:
+    """Where the training child leaves the keys LLaMA-Factory's train parser accepts, per installed versions."""
+    from importlib import metadata
+
+    try:
+        versions = f"{metadata.version('llamafactory')}-{metadata.version('transformers')}"
+    except metadata.PackageNotFoundError:
+        versions = "none"
+    return audit.cache_dir() / f"llamafactory-train-keys-{versions}.json"
+
+
+def check_known_keys(spec: TrainingSpec) -> None:
+    """Reject an unknown key before starting a child, when a previous child recorded the known ones."""
+    import difflib
+
+    try:
+        known = set(json.loads(known_keys_path().read_text()))
+    except (OSError, ValueError):
+        return  # the child checks every key itself
+    for key in spec.args:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{spec.path}: unknown LLaMA-Factory key {key!r}{hint}")
+
+
 def base_model_dir(spec: TrainingSpec, echo: Callable[[str], None], log_dir: Path) -> Path:
     """The local base model directory; the bundled demo base is built on demand (in a child process)."""
     value = spec.args["model_name_or_path"]
@@ -115,7 +142,7 @@ def _names(value: Any) -> list[str]:
 
 
 def _conventional_test(train_name: str, info: dict) -> str | None:
-    stem = train_name[: -len("_train")] if train_name.endswith("_train") else train_name
+    stem = train_name.removesuffix("_train")
     return f"{stem}_test" if f"{stem}_test" in info else None
 
 
@@ -224,6 +251,7 @@ def ensure_trained(config: Path, store: Any, *, retrain: bool, log_dir: Path, ec
                    test_dataset: str | None = None) -> str:
     """The run id of a FINISHED training run of ``config`` in ``store``: an identical one re-used, else trained."""
     spec = load_spec(config)
+    check_known_keys(spec)
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     base = base_model_dir(spec, echo, log_dir)
@@ -279,7 +307,7 @@ def _raise_failure(spec: TrainingSpec, store: Any, result: dict, code: int, resu
             f" (killed by signal {-code}: out of memory?)" if code < 0 else "")
     run_id = _mark_failed(store, result_path, log_path, "FAILED", message)
     where = f"; MLflow run {run_id} is marked FAILED" if run_id else ""
-    raise TrainingError(f"training {spec.path} failed: {message}{where}", tail, str(log_path))
+    raise TrainingError(f"{spec.path}: {message}{where}", tail, str(log_path))
 
 
 def _mark_failed(store: Any, result_path: Path, log_path: Path, status: str, message: str) -> str | None:
@@ -295,7 +323,7 @@ def _mark_failed(store: Any, result_path: Path, log_path: Path, status: str, mes
             tail.write_text(log_tail(log_path, 200))
             store.log_artifact(run_id, tail, "logs")
             store.client.set_terminated(run_id, status=status)
-    except Exception:  # the error is raised anyway; MLflow being down must not hide it
+    except Exception:  # noqa: BLE001, S110 - the error is raised anyway; MLflow being down must not hide it
         pass
     return run_id
 

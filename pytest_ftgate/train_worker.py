@@ -45,6 +45,7 @@ def check_keys(config_file: str, args: dict) -> None:
     from .errors import ConfigError
 
     known = {f.name for cls in [*_TRAIN_ARGS, RayArguments] for f in dataclasses.fields(cls)}
+    _remember(sorted(known))
     for key in args:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
@@ -54,6 +55,20 @@ def check_keys(config_file: str, args: dict) -> None:
         get_train_args(dict(args))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{config_file}: LLaMA-Factory rejected the config: {exc}") from None
+
+
+def _remember(known: list[str]) -> None:
+    """Leave the known keys for the parent's fast check (``train.check_known_keys``); best effort."""
+    from .train import known_keys_path
+
+    path = known_keys_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def make_callback(record: dict):

@@ -29,8 +29,11 @@ def test_the_adapter_meets_the_task_thresholds(predictions, test_set, gate, ftga
 
 
 @pytest.mark.gate("adapter_applied", name="adapter_applied", severity="block")
-def test_the_adapter_changes_the_base_models_answers(predictions, baseline, gate):
-    gate.check(predict.adapter_applied(predictions.outputs, baseline.base.outputs))
+def test_the_adapter_changes_the_base_models_answers(predictions, baseline, scorer, gate):
+    check = predict.adapter_applied(predictions.outputs, baseline.base.outputs)
+    if not check.passed:
+        scorer.forget(predictions)  # once the engine is fixed, these answers must not come back from the cache
+    gate.check(check)
 
 
 @pytest.mark.gate("determinism", name="determinism", severity="warn")

@@ -210,8 +210,9 @@ def test_an_adapter_artifact_that_differs_from_its_audit_record_is_refused(demo_
 
 
 def test_a_run_without_an_adapter_digest_is_not_downloaded(tmp_path):
-    from .mlflow_runs import make_run
     from pytest_ftgate.runs import RunStore
+
+    from .mlflow_runs import make_run
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     run_id = make_run(uri, "plain-llamafactory", {"loss": [(1, 2.0), (2, 1.0)]})

@@ -210,3 +210,36 @@ def test_the_sample_table_keeps_raw_text_and_the_report_escapes_it(tmp_path):
     page = report.samples_table([{"details": {"samples": rows}}])  # how the HTML report renders the table
     assert "<img" not in page and "<b>q" not in page
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+# -- ftgate.yaml: the quality and engine sections ----------------------------------------------------------------
+def test_quality_and_engine_settings_are_read_and_validated(tmp_path):
+    from pytest_ftgate.config import load_config
+    from pytest_ftgate.errors import ConfigError
+
+    f = tmp_path / "ftgate.yaml"
+    f.write_text("quality:\n  task: translation\n  extra_metrics: [./metrics/chrf]\n  prompt_format: raw\n"
+                 "engine:\n  kind: openai\n  base_url: http://127.0.0.1:8000/v1\n  base_model_url: http://b/v1\n")
+    cfg = load_config(f)
+    assert cfg.quality.extra_metrics == ("./metrics/chrf",) and cfg.engine.base_model_url == "http://b/v1"
+    for bad, message in (("quality:\n  prompt_format: jinja\n", "prompt_format"),
+                         ("engine:\n  batch_size: 0\n", "engine.batch_size must be at least 1"),
+                         ("quality:\n  min_baseline_ratio: 1.5\n", "min_baseline_ratio"),
+                         ("engine:\n  vllm_exe: x\n", "did you mean 'vllm_executable'")):
+        f.write_text(bad)
+        with pytest.raises(ConfigError, match=message):
+            load_config(f)
+
+
+def test_forgotten_answers_are_generated_again(tmp_path):
+    ts = predict.load_test_set(write(tmp_path / "t.json", [{"instruction": f"q{i}", "output": "a"} for i in range(3)]))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    scorer = predict.Scorer.create(ts, None, str(base), Quality(prompt_format="raw"),
+                                   cache=PredictionCache(tmp_path / "cache"))
+    engine = CountingEngine()
+    first = scorer.answers("candidate", engine, "a", str(base), None)
+    assert scorer.answers("candidate", engine, "a", str(base), None).cached == 3
+    scorer.forget(first)
+    assert scorer.answers("candidate", engine, "a", str(base), None).cached == 0 and engine.calls == 2

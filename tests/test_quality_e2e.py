@@ -153,16 +153,21 @@ def test_an_adapter_worse_than_production_is_blocked(pytester, demo_run, cache_d
     assert "production = ftgate-demo v1" in gates["G4"]["message"]
 
 
-def test_an_engine_that_serves_base_weights_under_the_adapters_name_is_blocked(pytester, demo_run, cache_dir):
+def test_an_engine_that_serves_base_weights_under_the_adapters_name_is_blocked(pytester, demo_run, tmp_path):
     conftest = ("import pytest\nfrom pytest_ftgate import serve\n\n@pytest.fixture(scope='session', autouse=True)\n"
                 "def drop_adapters():\n    old = serve.ENGINES['hf']\n"
                 "    serve.ENGINES['hf'] = 'tests.test_quality_e2e:DroppingHFEngine'\n    yield\n"
                 "    serve.ENGINES['hf'] = old\n")
-    result, verdict, gates = gate(pytester, demo_run.tracking_uri, demo_run.run_id, cache_dir, conftest=conftest,
-                                  quality="  cache: false\n")
+    result, verdict, gates = gate(pytester, demo_run.tracking_uri, demo_run.run_id, tmp_path, conftest=conftest)
     assert gates["adapter_applied"]["outcome"] == "failed" and gates["adapter_applied"]["severity"] == "block"
     assert "64 of 64 answers are identical" in gates["adapter_applied"]["message"]
     assert verdict["verdict"] == "block" and result.ret == 1
+    # the engine fixed: the base model's answers come from the cache, the adapter's are generated again
+    (pytester.path / "conftest.py").unlink()
+    result, verdict, gates = gate(pytester, demo_run.tracking_uri, demo_run.run_id, tmp_path)
+    assert gates["adapter_applied"]["outcome"] == "passed" and result.ret == 0
+    answers = gates["G4"]["details"]["answers"]
+    assert (answers["candidate"]["cached"], answers["base"]["cached"]) == (0, 64)
 
 
 def test_an_engine_that_does_not_start_errors_its_gates_and_the_others_still_run(pytester, demo_run, tmp_path,

@@ -170,3 +170,25 @@ def test_scrubbing_a_written_page_removes_secrets_in_html_and_json_escaped_forms
            f"{html.escape('tok' + chr(34) + '<&>1234')}</div>"
     assert "1234" in page
     assert "1234" not in r.scrub(page)
+
+
+def test_the_quality_suites_comparisons_and_notes_are_shown_with_their_interval():
+    g4 = gate("G4", details={"comparisons": [{"metric": "rougeL", "baseline": "base", "candidate_value": 1.0,
+                                              "baseline_value": 0.011, "ratio": 88.3, "ci_low": 0.97,
+                                              "ci_high": 0.998, "regression": False}],
+                             "notes": ["no production version: compared with the base model only"],
+                             "samples": SAMPLES, "answers": {"base": ["x"] * 64}})
+    page = report.quality_html([g4])
+    heads = re.findall(r"<th>(.*?)</th>", page)
+    assert heads[:8] == ["metric", "candidate_value", "baseline", "baseline_value", "ratio", "ci_low", "ci_high",
+                         "regression"]
+    assert "compared with the base model only" in page and "answer 3" not in page
+
+
+def test_the_audit_section_matches_adapter_files_against_the_record_whatever_the_hash_prefix():
+    audit = {"output_artifacts": {"adapter": {"files": [{"name": "a.safetensors", "sha256": "sha256:" + "1" * 64},
+                                                        {"name": "b.json", "sha256": "sha256:" + "2" * 64}]}}}
+    ev = report.RunEvidence(verdict([]), audit=audit, adapter_files=[
+        {"name": "a.safetensors", "sha256": "1" * 64, "size": 3}, {"name": "b.json", "sha256": "3" * 64, "size": 1}])
+    rows = re.findall(r"<tr><td>(a\.safetensors|b\.json)</td>.*?<td>(yes|no)</td></tr>", report.audit_html(ev, []))
+    assert rows == [("a.safetensors", "yes"), ("b.json", "no")]

@@ -2,6 +2,7 @@
 change greedy answers, the base answers through disable_adapter, adapters are isolated, pickle is refused."""
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,30 @@ def test_a_chat_prompt_without_any_chat_template_names_the_fix(engine):
 def test_a_missing_base_model_is_an_engine_error(tmp_path):
     with pytest.raises(EngineError, match="not a local model directory"):
         create_engine("hf", tmp_path / "nothing", Engine()).start()
+
+
+def test_the_vllm_engine_serves_base_and_adapter_through_the_fake_server(base, adapters, tmp_path, monkeypatch):
+    """The vllm engine's requests (model routing, chat template, retries) against tests/fake_vllm.py answering with
+    real greedy generations; vLLM itself is not run."""
+    from pytest_ftgate.serve.base import GenerationError
+
+    fake = f"{sys.executable} {Path(__file__).with_name('fake_vllm.py')}"
+    monkeypatch.setenv("FAKE_VLLM_BACKEND", "hf")
+    monkeypatch.setenv("FAKE_VLLM_FAIL_FIRST", "2")  # two transient errors: retried
+    monkeypatch.setenv("FAKE_VLLM_FAIL_MATCH", demo.WORDS[8])  # one prompt that always fails
+    vllm = create_engine("vllm", base, Engine(kind="vllm", vllm_executable=fake, startup_timeout_s=300, retries=2,
+                                              concurrency=2), log_dir=tmp_path)
+    vllm.add_adapter("a", adapters["a"])
+    local = create_engine("hf", base, Engine())
+    local.add_adapter("a", adapters["a"])
+    template = "{% for m in messages %}Human: {{ m['content'] }}\nAssistant:{% endfor %}"
+    chat = [Prompt(p.messages, chat_template=template) for p in PROMPTS]
+    try:
+        with pytest.raises(GenerationError, match="1 of 5 requests") as err:
+            vllm.generate(chat, "a", PARAMS)
+        expected = local.generate(chat, "a", PARAMS)
+        assert err.value.outputs == [None if i == 2 else e for i, e in enumerate(expected)]
+        ok = [p for i, p in enumerate(PROMPTS) if i != 2]
+        assert vllm.generate(ok, None, PARAMS) == local.generate(ok, None, PARAMS)
+    finally:
+        vllm.close()

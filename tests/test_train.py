@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pytest_ftgate import train
-from pytest_ftgate.errors import ConfigError, DataError, TrainingError
+from pytest_ftgate.errors import ConfigError, DataError
 from pytest_ftgate.runs import RunStore
 
 from .conftest import REPO, copy_demo_tree
@@ -87,7 +87,7 @@ def test_an_alpaca_row_without_output_is_named_by_file_and_row(tmp_path):
 def test_the_test_split_is_recorded_but_never_trained_on(tmp_path):
     root = copy_demo_tree(tmp_path / "root")
     spec = train.load_spec(root / "training" / "demo.yaml")
-    datasets, info = train.dataset_inputs(spec)
+    datasets, _ = train.dataset_inputs(spec)
     assert [(d["name"], d["split"], d["samples"]) for d in datasets] == [
         ("translate_train", "train", 1200), ("translate_validation", "validation", 64), ("translate_test", "test", 64)]
     assert "translate_test" not in str(spec.args["dataset"]) + str(spec.args["eval_dataset"])
@@ -151,7 +151,9 @@ def test_retraining_with_the_same_seed_gives_a_new_run_with_an_identical_adapter
 
 
 @pytest.mark.slow
-def test_an_unknown_llamafactory_key_is_named_and_no_run_is_created(tmp_path, demo_run):
+def test_an_unknown_llamafactory_key_is_named_before_any_training_starts(tmp_path, demo_run):
+    """The demo's training left LLaMA-Factory's known keys in the cache: the check needs no child process."""
+    assert train.known_keys_path().is_file()
     root = copy_demo_tree(tmp_path / "root")
     shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
     config = write_config(root, "typo.yaml", lora_rnak=8)
@@ -160,3 +162,4 @@ def test_an_unknown_llamafactory_key_is_named_and_no_run_is_created(tmp_path, de
                                           r"'lora_rank'\?"):
         train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None)
     assert store.client.search_runs([store.experiment_id(create=True)]) == []
+    assert not (tmp_path / "logs").exists()

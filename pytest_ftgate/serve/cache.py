@@ -79,6 +79,11 @@ class PredictionCache:
                                  [(k, v, now) for k, v in items.items()])
             self._db.commit()
 
+    def delete(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM predictions WHERE key = ?", [(k,) for k in keys])
+            self._db.commit()
+
     def digest_memo(self, path: str, signature: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT signature, digest FROM digests WHERE path = ?", (path,)).fetchone()
