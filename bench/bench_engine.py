@@ -64,9 +64,13 @@ def models(work: Path) -> list[tuple[str, Path, Path]]:
                                                             random_lora(mid, work / "mid-lora", 16))]
 
 
-def timed(fn):
-    t = time.perf_counter()
+CPU: dict[str, float] = {}  # label -> CPU seconds of the last timed call (less sensitive to a busy machine)
+
+
+def timed(fn, label: str = ""):
+    t, c = time.perf_counter(), time.process_time()
     out = fn()
+    CPU[label] = time.process_time() - c
     return out, time.perf_counter() - t
 
 
@@ -74,7 +78,7 @@ def ours(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: i
     engine = create_engine("hf", base, Engine(batch_size=batch, dtype=dtype))
     engine.add_adapter("a", adapter)
     engine.generate(prompts[:2], "a", GenParams(max_new_tokens=tokens))  # warm-up
-    return timed(lambda: engine.generate(prompts, "a", GenParams(max_new_tokens=tokens)))
+    return timed(lambda: engine.generate(prompts, "a", GenParams(max_new_tokens=tokens)), f"ours-{batch}-{dtype}")
 
 
 def lm_eval_hf(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int):
@@ -85,7 +89,7 @@ def lm_eval_hf(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, ba
     reqs = [Instance("generate_until", {}, (p.text, {"until": [], "max_gen_toks": tokens, "do_sample": False}), i)
             for i, p in enumerate(prompts)]
     lm.generate_until(reqs[:2], disable_tqdm=True)
-    return timed(lambda: lm.generate_until(reqs, disable_tqdm=True))
+    return timed(lambda: lm.generate_until(reqs, disable_tqdm=True), "lm-eval")
 
 
 def cache_speedup(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, work: Path) -> tuple[float, float]:
@@ -107,7 +111,7 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    rows = demo.reverse_rows()["test"]
+    rows = demo.demo_rows()["test"]
     prompts = [Prompt((("user", f"{r['instruction']}\n{r['input']}"),), raw=True)
                for r in (rows * (args.n // len(rows) + 1))[: args.n]]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}; "
@@ -121,10 +125,13 @@ def main(argv: list[str]) -> None:
             theirs, t_l = lm_eval_hf(base, adapter, prompts, args.tokens, 16)
             same = sum(a.strip() == b.strip() for a, b in zip(batched, theirs))
             identical = sum(a == b for a, b in zip(batched, single))
-            print(f"  hf engine, batch 16      {args.n / t_b:8.1f} predictions/s  ({t_b:.2f} s)")
-            print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s)  "
+            print(f"  hf engine, batch 16      {args.n / t_b:8.1f} predictions/s  ({t_b:.2f} s, "
+                  f"CPU {CPU['ours-16-auto']:.2f} s)")
+            print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s, "
+                  f"CPU {CPU['ours-1-auto']:.2f} s)  "
                   f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {identical}/{args.n}")
-            print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s)  "
+            print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s, "
+                  f"CPU {CPU['lm-eval']:.2f} s)  "
                   f"answers equal to ours: {same}/{args.n}")
             if torch.cuda.is_available():
                 _, t_g = ours(base, adapter, prompts, args.tokens, 16, dtype="bfloat16")

@@ -1,6 +1,7 @@
-"""Verification on top of the audit record (seeds 002/003): G6 completeness, integrity (adapter, dataset and config
-files re-hashed against their recorded sha256), adapter format (safetensors vs pickle, trust_remote_code) and the
-comparison of a re-trained loss history with the recorded one.
+"""Verification on top of the audit record (seeds 002/003): G6 completeness, integrity (adapter, data, config and
+base model files re-hashed now against their recorded sha256, and the record against the run's immutable lineage
+params), adapter format (safetensors vs pickle, trust_remote_code) and the comparison of a re-trained loss history
+with the recorded one.
 
 Pure file work: no pytest, and no mlflow import (``load_record`` reads through a ``RunStore`` it is handed). It
 never writes the record; ``audit.py`` builds it at training time.

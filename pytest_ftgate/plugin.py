@@ -289,9 +289,10 @@ class _ReportHooks:
         self.lines: list[str] = []
 
     def _gating(self) -> bool:
-        """Whether this process gates runs (not an xdist worker: the report is one per session)."""
+        """Whether this process gates runs (not --collect-only, not an xdist worker: one report per session)."""
         sess = self.config.stash.get(SESSION_KEY, None)
-        return sess is not None and bool(sess.verdicts) and not hasattr(self.config, "workerinput")
+        return (sess is not None and bool(sess.verdicts) and not self.config.option.collectonly
+                and not hasattr(self.config, "workerinput"))
 
     def _pub(self):
         if self.publisher is None:
@@ -305,8 +306,7 @@ class _ReportHooks:
         """``--html=<out>/report.html --self-contained-html`` unless the user chose a path. Configured once
         collection shows that the session gates runs (pytest-html only reads --html in pytest_configure)."""
         config = self.config
-        if (config.option.collectonly or not config.pluginmanager.hasplugin("html")
-                or getattr(config.option, "htmlpath", None)):
+        if not config.pluginmanager.hasplugin("html") or getattr(config.option, "htmlpath", None):
             return False
         from pytest_html import plugin as html_plugin
         from pytest_html.basereport import BaseReport

@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, attest, report, registry
+from . import __version__, attest, registry, report
 from .errors import FtgateError
-from .report import Redactor, RunEvidence
+from .redact import Redactor
+from .report import RunEvidence
 from .session import FtgateSession, RunRef
 from .verdict import utcnow, write_json_atomic
 
