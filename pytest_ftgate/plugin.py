@@ -124,6 +124,7 @@ def _value(config: pytest.Config, ini: str, validator=None):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gate(id, name='', severity='block'): a release gate; severity is "
                                        "block (fails the run), warn (WARN outcome) or info (reported only)")
+    config.addinivalue_line("markers", "slow: a gate that retrains or serves a model (seconds to minutes)")
     vals = {ini: _value(config, ini, validator) for _, ini, validator, *_ in _OPTIONS}
     flags = {ini: bool(_value(config, ini)) for _, ini, _ in _FLAGS}
     options = Options(

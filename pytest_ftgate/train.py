@@ -26,6 +26,7 @@ from .errors import ConfigError, DataError, FtgateError, TrainingError
 
 PATH_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "output_dir", "deepspeed", "cache_dir",
              "media_dir", "tokenized_path")
+HUB_KEYS = ("model_name_or_path", "adapter_name_or_path")
 TAIL_LINES = 40
 TRAINED_BY = "pytest-ftgate"
 
@@ -59,8 +60,10 @@ def load_spec(config: str | Path) -> TrainingSpec:
     here = path.resolve().parent
     for key in PATH_KEYS:
         value = args.get(key)
-        if isinstance(value, str) and value and _looks_local(here, value):
-            args[key] = str((here / value).resolve()) if not Path(value).is_absolute() else value
+        if not isinstance(value, str) or not value or value == "ONLINE" or value.startswith("REMOTE:"):
+            continue
+        if key not in HUB_KEYS or _looks_local(here, value):  # a model key may name a hub repo: left as is
+            args[key] = str((here / Path(value).expanduser()).resolve())
     report = args.get("report_to") or []
     report = [report] if isinstance(report, str) else list(report)
     args["report_to"] = [r for r in report if r not in ("none", "mlflow")] + ["mlflow"]

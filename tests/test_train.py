@@ -64,6 +64,17 @@ def test_relative_paths_are_resolved_against_the_config_directory(tmp_path):
     assert spec.args["dataset_dir"] == str((root / "fixtures" / "data").resolve())
     assert spec.args["model_name_or_path"] == str((root / ".ftgate" / "ftgate-demo-base").resolve())
     assert spec.args["report_to"] == ["mlflow"]
+    other = train.load_spec(write_config(root, "other.yaml", output_dir="saves/x", model_name_or_path="org/model"))
+    assert other.args["output_dir"] == str((root / "training" / "saves" / "x").resolve())
+    assert other.args["model_name_or_path"] == "org/model"  # a hub id stays one (and is refused before training)
+
+
+def test_a_hub_model_id_is_refused_before_training(tmp_path):
+    root = copy_demo_tree(tmp_path / "root")
+    spec = train.load_spec(write_config(root, "hub.yaml", model_name_or_path="meta-llama/Meta-Llama-3-8B"))
+    with pytest.raises(ConfigError, match=r"hub\.yaml: model_name_or_path 'meta-llama/Meta-Llama-3-8B' is not a "
+                                          r"local model directory"):
+        train.base_model_dir(spec, print, tmp_path / "logs")
 
 
 def test_a_dataset_missing_from_dataset_info_is_named(tmp_path):
