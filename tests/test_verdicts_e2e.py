@@ -28,9 +28,9 @@ def store(tmp_path_factory):
     return uri, ids
 
 
-def gate(pytester, uri, *args):
+def gate(pytester, uri, *args, **kwargs):
     pytester.makepyfile(test_training=SUITE)
-    return pytester.runpytest("-p", "no:cacheprovider", "--ftgate-tracking-uri", uri, *args)
+    return pytester.runpytest("-p", "no:cacheprovider", "--ftgate-tracking-uri", uri, *args, **kwargs)
 
 
 def verdict(pytester, run_id):
@@ -97,8 +97,8 @@ def test_the_verdict_lands_on_the_mlflow_run_as_tags_and_an_artifact(pytester, s
     tags = client.get_run(ids["inf-grad-norm"]).data.tags
     assert tags["ftgate.verdict"] == "block" and tags["ftgate.gate.G1"] == "failed"
     assert tags["ftgate.gate.G2"] == "passed"
-    assert [a.path for a in client.list_artifacts(ids["inf-grad-norm"], "ftgate")] == [
-        f"ftgate/{ids['inf-grad-norm']}.json"]
+    stored = {a.path for a in client.list_artifacts(ids["inf-grad-norm"], "ftgate")}
+    assert f"ftgate/{ids['inf-grad-norm']}.json" in stored
 
 
 def test_a_run_name_resolves_and_an_ambiguous_name_lists_the_candidates(pytester, store, tmp_path):
@@ -139,7 +139,7 @@ def test_ctrl_c_mid_session_leaves_an_incomplete_verdict_on_disk(pytester, store
             if "generalization" in str(item.get_closest_marker("gate").kwargs.get("name")):
                 raise KeyboardInterrupt
     """)
-    result = gate(pytester, uri, "--run-id", "clean")
+    result = gate(pytester, uri, "--run-id", "clean", no_reraise_ctrlc=True)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     v = verdict(pytester, ids["clean"])
     assert v["incomplete"] is True and [g["id"] for g in v["gates"]] == ["G1", "G2"]
