@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_ftgate.runs import RunStore
+
 from .conftest import REPO, copy_demo_tree
 
 SUITE = (REPO / "suites" / "test_training.py").read_text()
@@ -34,11 +36,15 @@ def verdict(root: Path) -> dict:
 @pytest.mark.slow
 def test_no_run_id_gates_the_bundled_demo_and_reuses_its_identical_finished_run(pytester, root, demo_run):
     shutil.copytree(demo_run.root / ".ftgate", root / ".ftgate", ignore=shutil.ignore_patterns("cache", "train"))
+    store = demo_run.store()
+    before = {r.info.run_id for r in store.client.search_runs([store.experiment_id(create=True)])}  # + a retrain
     result = pytester.runpytest("-p", "no:cacheprovider", "test_training.py")
     result.assert_outcomes(passed=4)
     assert result.ret == 0
     v = verdict(root)
-    assert (v["run_id"], v["verdict"]) == (demo_run.run_id, "pass")
+    assert v["run_id"] in before and v["verdict"] == "pass"
+    copied = RunStore(f"sqlite:///{root / '.ftgate' / 'mlflow.db'}")
+    assert {r.info.run_id for r in copied.client.search_runs([copied.experiment_id(create=True)])} == before
     assert {g["id"]: g["outcome"] for g in v["gates"]} == {"G1": "passed", "G2": "passed", "G3": "passed",
                                                            "resources": "passed"}
 
