@@ -113,6 +113,10 @@ def generalization(history: History, cfg: TrainingGates) -> Check:
     evals = [(s, v) for s, v in history.get("eval_loss", ()) if math.isfinite(v)]
     loss = [(s, v) for s, v in history.get("loss", ()) if math.isfinite(v)]
     threshold = f"eval/train < {cfg.max_eval_train_ratio:g}; < {cfg.max_val_loss_increase} rises in a row"
+    if not evals and history.get("eval_loss"):
+        return Check(False, None, threshold,
+                     f"none of the {len(history['eval_loss'])} eval_loss values is finite (NaN/Inf): the evaluation "
+                     "diverged, generalization cannot be judged")
     if not evals:
         return Check(False, None, threshold,
                      "the run has no `eval_loss` history: generalization cannot be judged. Set `val_size` (or an "

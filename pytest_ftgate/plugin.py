@@ -140,10 +140,19 @@ def pytest_configure(config: pytest.Config) -> None:
         cfg = load_config(options.config_path or None)
     except FtgateError as exc:
         raise pytest.UsageError(f"--ftgate-config: {exc}") from None
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    echo = (lambda m: reporter.write_line(m)) if reporter else print
-    config.stash[SESSION_KEY] = FtgateSession(options=options, cfg=cfg, echo=echo)
+    config.stash[SESSION_KEY] = FtgateSession(options=options, cfg=cfg, echo=lambda m: _echo(config, m))
     config.pluginmanager.register(_ReportHooks(config), "ftgate-report")  # issue 7: report, attestation, registry
+
+
+def _echo(config: pytest.Config, message: str) -> None:
+    """Progress lines (training, re-use) shown at once, also during collection where print is captured."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(message)
+        reporter.flush()
+    else:
+        print(message, flush=True)
 
 
 def ftgate_session(config: pytest.Config) -> FtgateSession:

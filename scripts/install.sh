@@ -16,8 +16,8 @@ PY=${PYTHON:-python3}
 EXTRAS=${FTGATE_EXTRAS:-train,eval,report,dev}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check uv
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+"$VENV/bin/python" -m pip install -qq --disable-pip-version-check uv
+"$VENV/bin/python" -m pip install -qq --disable-pip-version-check -c constraints.txt torch==2.13.0
 links=()
 for d in ${PIP_FIND_LINKS:-} /opt/wheels; do [ -d "$d" ] && links+=(--find-links "$d"); done
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" "${links[@]}" \

@@ -104,3 +104,10 @@ def test_resources_fail_when_training_took_longer_than_the_limit():
 def test_resources_fail_when_no_system_metrics_were_logged():
     h = {k: v for k, v in H.clean().items() if not k.startswith("system/")}
     assert not gates.resources(h, 1.0, Resources()).passed
+
+
+def test_an_eval_loss_history_of_only_nan_says_the_evaluation_diverged():
+    h = H.clean()
+    h["eval_loss"] = [(s, float("nan")) for s, _ in h["eval_loss"]]
+    check = gates.generalization(h, T)
+    assert not check.passed and "none of the 8 eval_loss values is finite" in check.message
