@@ -15,6 +15,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from .audit import sha256_file
 from typing import Any
 
 from .verdict import json_safe, write_json_atomic
@@ -26,7 +28,6 @@ KEY_ENV = "FTGATE_SIGNING_KEY"  # path to a PEM ed25519 private key; unset = uns
 KEY_PASSWORD_ENV = "FTGATE_SIGNING_KEY_PASSWORD"  # its passphrase, if any
 LINEAGE_PARAMS = ("ftgate.config_sha256", "ftgate.dataset_sha256", "ftgate.base_model_sha256",
                   "ftgate.adapter_sha256")
-_CHUNK = 1 << 20
 
 
 class AttestationError(Exception):
@@ -34,14 +35,6 @@ class AttestationError(Exception):
 
 
 # -- subjects ----------------------------------------------------------------------------------------------------
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_digests(root: str | Path) -> list[dict]:
     """Every file under ``root`` as {name (posix, relative), sha256, size}, sorted by name."""
     root = Path(root)

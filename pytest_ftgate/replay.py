@@ -67,23 +67,14 @@ def replay_losses(record: dict, steps: int, work: Path) -> list[tuple[int, float
 
 def _run(cmd: list[str], log_path: Path, determinism: dict, steps: int) -> None:
     """The child, in the training child's environment with the recorded thread count and hash seed."""
-    import subprocess
-
     from .errors import TrainingError
-    from .train import _stop, child_env, log_tail
+    from .train import _run_child, child_env, log_tail
 
     env = child_env()
     for var, key in (("OMP_NUM_THREADS", "omp_num_threads"), ("PYTHONHASHSEED", "python_hash_seed")):
         if determinism.get(key) not in (None, ""):
             env[var] = str(determinism[key])
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-        try:
-            code = proc.wait()
-        except BaseException:
-            _stop(proc)
-            raise
+    code = _run_child(cmd, log_path, None, env)
     if code != 0:
         raise TrainingError(f"re-training the recorded config for {steps} steps failed (exit code {code})",
                             log_tail(log_path), str(log_path))

@@ -331,10 +331,10 @@ def _mark_failed(store: Any, result_path: Path, log_path: Path, status: str, mes
     return run_id
 
 
-def _run_child(cmd: list[str], log_path: Path, what: str | None) -> int:
+def _run_child(cmd: list[str], log_path: Path, what: str | None, env: dict[str, str] | None = None) -> int:
     """Run ``cmd`` with its output streamed to ``log_path``; Ctrl-C terminates it. Raises when ``what`` fails."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = child_env()
+    env = env if env is not None else child_env()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
