@@ -21,6 +21,28 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _preload() -> None:
+    """Import the heavy libraries once, before any in-process pytester run snapshots sys.modules.
+
+    pytester restores sys.modules after each run, so a library first imported inside one run is imported again
+    in the next, next to the objects of the first: matplotlib then fails `Legend needs either Axes or FigureBase`
+    (two Axes classes), re-importing torch crashes the interpreter, and the importlib_metadata backport (pulled in
+    by mlflow) removes the stdlib PathFinder.find_distributions, so later runs find no entry points (no plugin).
+    """
+    import importlib_metadata  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow  # noqa: F401
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+
+_preload()
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """The demo training run of this test session."""

@@ -98,10 +98,11 @@ def test_every_option_has_a_metavar_and_shows_its_default_in_help(pytester):
     assert out.count("(default:") >= 11
 
 
-def test_pytest_help_imports_neither_mlflow_nor_torch():
+def test_pytest_help_imports_neither_mlflow_nor_torch(tmp_path):
     code = ("import sys, pytest, io, contextlib\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    pytest.main(['--help', '-p', 'no:cacheprovider'])\n"
             "print(sorted(m for m in ('mlflow', 'torch', 'transformers', 'vllm', 'lm_eval') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout  # outside this repo: its test conftest preloads torch on purpose
     assert out.strip().splitlines()[-1] == "[]"
