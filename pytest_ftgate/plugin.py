@@ -5,6 +5,7 @@ terminal summary and the session verdict. No business logic: that lives in ``ses
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import re
@@ -147,12 +148,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def _echo(config: pytest.Config, message: str) -> None:
     """Progress lines (training, re-use) shown at once, also during collection where print is captured."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        print(message, flush=True)
+        return
+    with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
         reporter.ensure_newline()
         reporter.write_line(message)
         reporter.flush()
-    else:
-        print(message, flush=True)
 
 
 def ftgate_session(config: pytest.Config) -> FtgateSession:

@@ -41,6 +41,8 @@ def test_no_run_id_gates_the_bundled_demo_and_reuses_its_identical_finished_run(
     result = pytester.runpytest("-p", "no:cacheprovider", "test_training.py")
     result.assert_outcomes(passed=4)
     assert result.ret == 0
+    result.stdout.fnmatch_lines(["ftgate: no --run-id given: training and gating the bundled demo run*",
+                                 "ftgate: re-using run *: same config, data and base model hashes*"])
     v = verdict(root)
     assert v["run_id"] in before and v["verdict"] == "pass"
     copied = RunStore(f"sqlite:///{root / '.ftgate' / 'mlflow.db'}")
