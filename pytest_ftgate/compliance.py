@@ -219,6 +219,14 @@ class _Tally:
     mismatched: list
     unverifiable: list
 
+    def compare(self, what: str, path: str, recorded: str | None, actual: str, mismatch: str) -> None:
+        """File one comparison under verified, or under mismatched with ``mismatch`` as its message."""
+        entry = {"what": what, "path": path, "recorded": recorded, "actual": actual}
+        if actual != recorded:
+            self.mismatched.append({**entry, "message": mismatch})
+        else:
+            self.verified.append(entry)
+
 
 def integrity(record: dict, adapter_dir: Path | None, params: dict | None = None,
               base_dir: Path | None = None, base_model: bool = True) -> Check:
@@ -287,13 +295,9 @@ def _params_integrity(record: dict, params: dict, t: _Tally) -> None:
     for key, value in expected.items():
         if not params.get(key):
             continue
-        entry = {"what": f"run param {key}", "path": key, "recorded": params[key], "actual": value}
-        if params[key] != value:
-            entry["message"] = (f"the audit record does not match the run's param {key} ({_short(params[key])} "
-                                f"logged at training, {_short(value)} in the record): the record was rewritten")
-            t.mismatched.append(entry)
-        else:
-            t.verified.append(entry)
+        t.compare(f"run param {key}", key, params[key], value,
+                  f"the audit record does not match the run's param {key} ({_short(params[key])} "
+                  f"logged at training, {_short(value)} in the record): the record was rewritten")
 
 
 def require_verifiable(check: Check) -> Check:
@@ -319,13 +323,8 @@ def _file_integrity(what: str, path: str | None, recorded: str | None, hasher, b
                                "cannot be verified (restore it, or run the gate where it is reachable)"})
         return
     actual = hasher(p)
-    entry = {"what": what, "path": str(p), "recorded": recorded, "actual": actual}
-    if actual != recorded:
-        entry["message"] = (f"{what}: {p} has changed since training (sha256 {_short(recorded)} recorded, "
-                            f"{_short(actual)} now)")
-        t.mismatched.append(entry)
-    else:
-        t.verified.append(entry)
+    t.compare(what, str(p), recorded, actual,
+              f"{what}: {p} has changed since training (sha256 {_short(recorded)} recorded, {_short(actual)} now)")
 
 
 def _config_integrity(config: dict, base_dir, t: _Tally) -> None:
@@ -336,14 +335,9 @@ def _config_integrity(config: dict, base_dir, t: _Tally) -> None:
         _file_integrity("training config", path, recorded, lambda f: digest_text(Path(f).read_text()), base_dir, t)
         return
     actual = digest_text(content)
-    entry = {"what": "training config (recorded content; file gone)", "path": path, "recorded": recorded,
-             "actual": actual}
-    if actual != recorded:
-        entry["message"] = (f"training config: the content stored in the record does not match its sha256 "
-                            f"({_short(recorded)} recorded, {_short(actual)} computed): the record was edited")
-        t.mismatched.append(entry)
-    else:
-        t.verified.append(entry)
+    t.compare("training config (recorded content; file gone)", path, recorded, actual,
+              f"training config: the content stored in the record does not match its sha256 "
+              f"({_short(recorded)} recorded, {_short(actual)} computed): the record was edited")
 
 
 def _adapter_integrity(record: dict, adapter_dir: Path | None, t: _Tally) -> None:
@@ -362,13 +356,9 @@ def _adapter_integrity(record: dict, adapter_dir: Path | None, t: _Tally) -> Non
                                  f"adapter file {name} is recorded but missing from the run's {artifact!r} artifact"})
             continue
         actual = sha256_file(p)
-        entry = {"what": "adapter file", "path": f"{artifact}/{name}", "recorded": recorded, "actual": actual}
-        if actual != recorded:
-            entry["message"] = (f"adapter file {name} differs from the one trained (sha256 {_short(recorded)} "
-                                f"recorded, {_short(actual)} now): tampered with or swapped after training")
-            t.mismatched.append(entry)
-        else:
-            t.verified.append(entry)
+        t.compare("adapter file", f"{artifact}/{name}", recorded, actual,
+                  f"adapter file {name} differs from the one trained (sha256 {_short(recorded)} "
+                  f"recorded, {_short(actual)} now): tampered with or swapped after training")
     for name in sorted(present - set(files)):
         t.mismatched.append({"what": "adapter file", "path": f"{artifact}/{name}", "message":
                              f"adapter file {name} is not in the audit record: added or swapped after training"})
