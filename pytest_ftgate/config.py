@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import ConfigError
 
@@ -55,11 +55,14 @@ class Quality:
     seed: int = 0
     extra_metrics: tuple[str, ...] = ()  # evaluate modules (local path, or a hub name where reachable)
     test_set: str = ""  # alpaca JSON/JSONL; default: the run's recorded test file
+    bad_rows: str = "error"  # test-set rows without prompt or reference: error (quality gates error) | warn (shown)
+    base_model: str = ""  # local base model dir for every run (the recorded one moved); relative to this file
+    require_test_set: bool = True  # --ftgate-train / ftgate train refuse a config with no test set (false: warn)
     max_samples: int = 0  # 0 = all rows
     max_new_tokens: int = 32
     determinism_samples: int = 8
     prompt_format: str = "chat"  # chat: messages through the chat template saved with the adapter; raw: plain text
-    require_significant_regression: bool = False  # G4 blocks only when the bootstrap CI lies wholly below 0
+    inconclusive_severity: str = "warn"  # G4 when its interval cannot tell (too few samples): warn|block|info
     rouge_stemmer: bool = False  # Porter stemming in ROUGE (rouge-score's use_stemmer)
     cache: bool = True  # reuse predictions keyed by engine, base and adapter digests, generation params, prompt
     cache_dir: str = ""  # default: <rootdir>/.ftgate/cache
@@ -99,6 +102,7 @@ class BenchTask:
     limit: int = 0  # 0 = all documents
     max_stderr_margin: float = 2.0  # block when candidate < base - margin * sqrt(se_candidate^2 + se_base^2)
     severity: str = "block"  # of gate bench:<name> (gates.bench:<name> in this file overrides it too)
+    trained_on: tuple[str, ...] = ()  # only for runs that trained on one of these datasets (others: skipped)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class Audit:
     verify_base_model: bool = True  # integrity re-hashes the base model's recorded files too
     reproducibility_steps: int = 0  # > 0: re-train this many steps from the recorded config and seed (slow)
     reproducibility_rtol: float = 1e-3  # relative tolerance of the re-trained loss against the recorded one
+    adopted: str = "warn"  # G6 on a run adopted after training (`ftgate adopt`): warn | block
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,18 @@ class FtgateConfig:
 
     def severity(self, gate_id: str, default: str) -> str:
         return self.gates.get(gate_id, default)
+
+    def check_gate_ids(self, known: Iterable[str]) -> None:
+        """ConfigError when ``gates:`` names a gate id that none of the collected suites defines (a typo there
+        would leave the real gate at its default severity)."""
+        known = sorted(set(known))
+        file = Path(self.source).name if self.source else "ftgate.yaml"
+        for gate_id in self.gates:
+            if gate_id not in known:
+                close = difflib.get_close_matches(str(gate_id), known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{file}: gates.{gate_id}: unknown gate id{hint} (gates the suites define: "
+                                  f"{', '.join(known) or 'none'})")
 
 
 TASK_THRESHOLDS = {  # seed 002 "Quality Metrics"
@@ -183,6 +200,9 @@ def load_config(path: str | Path | None) -> FtgateConfig:
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
     cfg = _build(FtgateConfig, data, str(p), "")
     cfg = dataclasses.replace(cfg, source=str(p.resolve()))
+    if cfg.quality.base_model:  # relative to the config file
+        cfg = dataclasses.replace(cfg, quality=dataclasses.replace(
+            cfg.quality, base_model=str((p.parent / Path(cfg.quality.base_model).expanduser()).resolve())))
     _check_values(cfg, str(p))
     return cfg
 
@@ -246,6 +266,16 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
             raise ConfigError(f"{file}: benchmarks.tasks[{i}].name is required")
         if t.severity not in SEVERITIES:
             raise ConfigError(f"{file}: benchmarks.tasks[{i}].severity {t.severity!r} is not one of {SEVERITIES}")
+    if cfg.audit.adopted not in ("warn", "block"):
+        raise ConfigError(f"{file}: audit.adopted {cfg.audit.adopted!r} is not one of warn, block")
+    if cfg.quality.inconclusive_severity not in SEVERITIES:
+        raise ConfigError(f"{file}: quality.inconclusive_severity {cfg.quality.inconclusive_severity!r} is not one "
+                          f"of {', '.join(SEVERITIES)}")
+    if cfg.quality.bad_rows not in ("error", "warn"):
+        raise ConfigError(f"{file}: quality.bad_rows {cfg.quality.bad_rows!r} is not one of error, warn")
+    if cfg.quality.base_model and not (Path(cfg.quality.base_model) / "config.json").is_file():
+        raise ConfigError(f"{file}: quality.base_model {cfg.quality.base_model!r} is not a model directory (no "
+                          "config.json there); name the local directory of the run's base model")
     if cfg.quality.prompt_format not in ("chat", "raw"):
         raise ConfigError(f"{file}: quality.prompt_format {cfg.quality.prompt_format!r} is not one of chat, raw")
     for key in ("engine.batch_size", "engine.concurrency", "engine.tensor_parallel_size", "quality.max_new_tokens"):

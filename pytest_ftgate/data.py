@@ -5,6 +5,8 @@ Pure: no pytest, no MLflow. A file is never loaded whole: JSON Lines are read li
 incrementally (``json.JSONDecoder.raw_decode`` over 1 MiB chunks). Memory grows only with the test prompts and
 16 bytes per training row (duplicates). Rows are numbered from 1: the line of a JSON Lines file, the element of a
 JSON array. Verdict texts name files, rows and kinds, never row contents (PII must not leak into a report).
+Only what was trained is scanned: the first ``max_samples`` rows of each training/validation dataset, as
+LLaMA-Factory selects them (the audit record says how many).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class DataFile:
     spec: DatasetSpec
     sha256: str = ""
     problems: tuple[str, ...] = ()  # registration problems (dataset_info.json), reported by the schema check
+    max_rows: int = 0  # LLaMA-Factory's max_samples: only the first rows were trained (0 = every row)
 
 
 def load_dataset_info(path: str | Path) -> dict:
@@ -118,8 +121,9 @@ def from_lineage(entries: list, dataset_info: str | None, test_set: str = "",
         if e.get("format") and e["format"] != spec.formatting:
             problems.append(f"{name}: recorded as {e['format']} but dataset_info.json declares {spec.formatting}")
         path = str(_at(e.get("path") or "", base_dir)) if e.get("path") else f"<no path recorded for {name}>"
+        limit = e.get("max_samples") if e.get("split") != "test" else None
         files.append(DataFile(name, str(e.get("split") or "train"), path, spec, str(e.get("sha256") or ""),
-                              tuple(problems)))
+                              tuple(problems), limit if isinstance(limit, int) and limit > 0 else 0))
     if test_set:
         files.append(DataFile(Path(test_set).stem, "test", test_set, DatasetSpec(Path(test_set).stem)))
     return files
@@ -271,6 +275,7 @@ class FileResult:
     pii_rows: int = 0
     pii: dict = field(default_factory=dict)  # kind -> {"count": matches, "rows": [row, ...] (first max_listed)}
     error: str = ""  # the file could not be read (missing, broken JSON array): later rows were not checked
+    max_rows: int = 0  # the rows after the first max_rows were not trained (max_samples) and are not scanned
 
 
 @dataclass
@@ -304,8 +309,12 @@ class _Scanner:
         self.names: list[str] = []
 
     def file(self, df: DataFile) -> None:
+        left = df.max_rows or -1  # LLaMA-Factory trains the first max_samples rows of a dataset (its files joined)
         for path in data_files(df.path) if Path(df.path).exists() else [Path(df.path)]:
-            fr = FileResult(df.name, df.split, str(path), df.spec.formatting, problems=list(df.problems))
+            if left == 0:
+                break
+            fr = FileResult(df.name, df.split, str(path), df.spec.formatting, problems=list(df.problems),
+                            max_rows=df.max_rows)
             self.scan.files.append(fr)
             if not path.is_file():
                 fr.error = f"{path} does not exist: the {df.split} data of {df.name!r} cannot be checked"
@@ -313,6 +322,9 @@ class _Scanner:
             fr.bytes = os.path.getsize(path)
             try:
                 for row, value, problem in iter_rows(path):
+                    if left == 0:
+                        break
+                    left -= 1
                     self.row(fr, df.spec, row, value, problem)
             except DataError as exc:
                 fr.error = str(exc)
@@ -437,7 +449,8 @@ def schema_check(scan: DataScan) -> Check:
     if problems:
         head = f"{bad} invalid row(s) in {scan.rows}" if bad else "the data cannot be fully checked"
         return Check(False, bad, threshold, f"{head}: " + "; ".join(problems), details)
-    listed = ", ".join(f"{f.split} {_name(f.path)} ({f.formatting}, {f.rows} rows)" for f in scan.files)
+    listed = ", ".join(f"{f.split} {_name(f.path)} ({f.formatting}, {f.rows} rows"
+                       f"{f' trained: max_samples {f.max_rows}' if f.max_rows else ''})" for f in scan.files)
     return Check(True, 0, threshold, f"all {scan.rows} rows valid: {listed}", details)
 
 

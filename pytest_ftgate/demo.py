@@ -1,9 +1,11 @@
 """The bundled demo: its data (3 English words to translate to French) and its base model, built locally.
 
-No hub, no training here: ``write_demo_data`` regenerates ``fixtures/data`` from a seed, and ``ensure_demo_base``
-builds the tiny random-init Llama base model (a byte-level BPE tokenizer trained on the demo data plus a small
-``LlamaConfig`` saved with ``save_pretrained``) once, cached in a directory; torch/transformers/tokenizers are
-imported inside the functions, so importing this module is cheap.
+No hub: ``write_demo_data`` regenerates ``fixtures/data`` from a seed, and ``ensure_demo_base`` builds the tiny
+base model once, cached in a directory: a byte-level BPE tokenizer trained on the demo corpus, a small
+``LlamaConfig``, and a few seconds of full fine-tuning on a *copy* task ("Repeat the words." over the demo's
+English and French words) so that the base knows the demo's vocabulary but not the task. A plain LoRA adapter
+(no ``modules_to_save``, so vLLM can serve it) then learns to translate. torch/transformers/tokenizers are
+imported inside the functions, so importing this module is cheap; it trains nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 DEMO_BASE_NAME = "ftgate-demo-base"  # a missing model_name_or_path with this directory name is built on demand
-RECIPE_VERSION = 1  # bump when the recipe changes: the cached base model is rebuilt
+RECIPE_VERSION = 2  # bump when the recipe changes: the cached base model is rebuilt (2: copy-task pre-training)
 FRENCH = {
     "apple": "pomme", "river": "rivière", "stone": "pierre", "cloud": "nuage", "green": "vert", "music": "musique",
     "tiger": "tigre", "paper": "papier", "light": "lumière", "ocean": "océan", "bread": "pain", "chair": "chaise",
@@ -33,6 +35,11 @@ MODEL_SEED = 0
 MODEL_CONFIG = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": False,
                 "rms_norm_eps": 1e-6}
+# The base model's pre-training: full fine-tuning on copying 3 words drawn from the English and French words, in
+# LLaMA-Factory's `default` template. Without it a LoRA-only adapter cannot learn the task (a random-init base
+# has a random lm_head that LoRA leaves frozen: the loss stays at ~4.9); with it LoRA r16 goes 6.7 -> 0.05.
+COPY_INSTRUCTION = "Repeat the words."
+COPY = {"rows": 2000, "epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "seed": 7}
 
 
 def demo_rows(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:
@@ -94,6 +101,55 @@ def _corpus() -> list[str]:
     return lines + ["System: You are a helpful assistant."]
 
 
+def copy_rows() -> list[str]:
+    """The copy task's inputs: 3 distinct words of the demo's English and French vocabulary each."""
+    rng = random.Random(COPY["seed"])
+    vocab = sorted(set(WORDS) | set(FRENCH.values()))
+    return [" ".join(rng.sample(vocab, 3)) for _ in range(COPY["rows"])]
+
+
+def render_prompt(instruction: str, text: str) -> str:
+    """One user turn in LLaMA-Factory's ``default`` template (what the demo adapter is trained and served with)."""
+    return f"Human: {instruction}\n{text}</s>\nAssistant:"
+
+
+def pretrain_copy(model, tokenizer) -> list[float]:
+    """Full fine-tuning of ``model`` on the copy task, loss on the answer tokens only; the loss per epoch."""
+    import torch
+
+    gen = torch.Generator().manual_seed(COPY["seed"])
+    examples = []
+    for text in copy_rows():
+        prompt = tokenizer(render_prompt(COPY_INSTRUCTION, text), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(f"{text}</s>", add_special_tokens=False)["input_ids"]
+        examples.append((prompt + answer, [-100] * len(prompt) + answer))
+    opt = torch.optim.AdamW(model.parameters(), lr=COPY["learning_rate"], weight_decay=0.0)
+    steps = COPY["epochs"] * -(-len(examples) // COPY["batch_size"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps))
+    pad = tokenizer.pad_token_id
+    model.train()
+    losses = []
+    for _ in range(COPY["epochs"]):
+        order = torch.randperm(len(examples), generator=gen).tolist()
+        total = 0.0
+        for b in range(0, len(order), COPY["batch_size"]):
+            batch = [examples[i] for i in order[b:b + COPY["batch_size"]]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch])
+            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            total += loss.item() * len(batch)
+        losses.append(total / len(examples))
+    model.eval()
+    return losses
+
+
 def build_tokenizer():
     """A byte-level BPE trained on the demo corpus (deterministic), wrapped as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -110,7 +166,7 @@ def build_tokenizer():
 
 
 def build_base(dst: str | Path) -> Path:
-    """Build the random-init base model and its tokenizer into ``dst`` (replaced atomically)."""
+    """Build the base model (random init, then the copy task) and its tokenizer into ``dst`` (atomically)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -120,12 +176,19 @@ def build_base(dst: str | Path) -> Path:
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **MODEL_CONFIG)
     torch.manual_seed(MODEL_SEED)
     model = LlamaForCausalLM(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same seed gives the same weights on every CPU
+    try:
+        losses = pretrain_copy(model, tokenizer)
+    finally:
+        torch.set_num_threads(threads)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "ftgate_recipe.json").write_text(json.dumps(recipe(), indent=1) + "\n")
+        (tmp / "ftgate_pretrain.json").write_text(json.dumps({"copy_loss_per_epoch": losses}, indent=1) + "\n")
         for f in [tmp, *tmp.iterdir()]:
             f.chmod(0o755 if f.is_dir() else 0o644)
         if dst.exists():
@@ -142,7 +205,8 @@ def recipe() -> dict:
 
     corpus = hashlib.sha256("\n".join(_corpus()).encode()).hexdigest()
     return {"recipe": "pytest_ftgate.demo.build_base", "version": RECIPE_VERSION, "model_seed": MODEL_SEED,
-            "vocab_size_limit": VOCAB_SIZE, "tokenizer_corpus_sha256": corpus, **MODEL_CONFIG}
+            "vocab_size_limit": VOCAB_SIZE, "tokenizer_corpus_sha256": corpus, "copy_task": {
+                "instruction": COPY_INSTRUCTION, **COPY}, **MODEL_CONFIG}
 
 
 def is_built(d: Path) -> bool:

@@ -3,6 +3,7 @@
 FtgateError
  ├── ConfigError          ftgate.yaml or an option is invalid (the file and key are named)
  ├── RunUnavailable       a training run cannot be gated (missing, unreachable store, RUNNING, FAILED)
+ ├── StoreError           the MLflow tracking store is missing, not a database, or cannot be written
  ├── TrainingError        LLaMA-Factory training failed (the log tail is attached)
  ├── DataError            a dataset file or row is invalid (file and row are named)
  ├── EngineError          an inference engine did not start or stopped answering
@@ -28,6 +29,10 @@ class RunUnavailable(FtgateError):
         self.ref = ref
         self.reason = reason
         super().__init__(f"run {ref!r}: {reason}")
+
+
+class StoreError(FtgateError):
+    """The MLflow tracking store cannot be used: its file is missing or not a database, or it cannot be written."""
 
 
 class TrainingError(FtgateError):

@@ -99,13 +99,10 @@ def audit_record(ft_run: RunRecord, ftgate_session: FtgateSession, tmp_path_fact
 
 
 @pytest.fixture(scope="session")
-def adapter_artifact_dir(ft_run: RunRecord, ftgate_session: FtgateSession, audit_record,
-                         tmp_path_factory: pytest.TempPathFactory):
-    """The run's adapter artifact as stored on the run (what would be released), downloaded; None if absent."""
-    from . import compliance
-
-    return compliance.download_adapter(ftgate_session.store, ft_run.run_id, audit_record.record,
-                                       tmp_path_factory.mktemp("adapter"))
+def adapter_artifact_dir(ft_run: RunRecord, ftgate_session: FtgateSession):
+    """The run's adapter as stored on the run (what would be released), downloaded once per session: the same
+    directory the quality gates score and the attestation names; None when the run has none."""
+    return ftgate_session.adapter(ft_run.run_id).path
 
 
 @pytest.fixture(scope="session")
@@ -167,16 +164,21 @@ def prediction_cache(ftgate_session: FtgateSession, ftgate_config: FtgateConfig)
 
 
 @pytest.fixture(scope="session")
-def base_model(ft_run: RunRecord, audit_record, adapter) -> str:
-    """The run's base model: the audit record's path, else its ``model_name_or_path``, else the adapter's."""
+def base_model(ft_run: RunRecord, audit_record, adapter, ftgate_session: FtgateSession,
+               ftgate_config: FtgateConfig) -> str:
+    """The run's base model: ``quality.base_model``, else the audit record's path, else its ``model_name_or_path``,
+    else the adapter's (an engine that loads it here needs it on this machine)."""
     from . import predict
 
-    return predict.base_model_path(audit_record.record, ft_run.params, adapter)
+    kind = ftgate_session.options.engine or ftgate_config.engine.kind
+    return predict.base_model_path(audit_record.record, ft_run.params, adapter, ftgate_config.quality.base_model,
+                                   required=kind != "openai")
 
 
 @pytest.fixture(scope="session")
-def engine(engine_pool, base_model: str, adapter, ft_run: RunRecord):
-    """The engine serving this run's base model, with its adapter attached as ``run-<run_id>``."""
+def engine(test_set, engine_pool, base_model: str, adapter, ft_run: RunRecord):
+    """The engine serving this run's base model, with its adapter attached as ``run-<run_id>``. ``test_set``
+    comes first: a bad test set errors the quality gates (one line each) before any model is loaded."""
     from . import predict
 
     return engine_pool.get(base_model, {predict.adapter_name(ft_run.run_id): adapter})
@@ -190,7 +192,7 @@ def test_set(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, audit_r
 
     q = ftgate_config.quality
     return predict.resolve_test_set(ftgate_session.options.test_set or q.test_set, audit_record.record,
-                                    q.max_samples)
+                                    q.max_samples, q.bad_rows)
 
 
 @pytest.fixture(scope="session")
@@ -239,12 +241,7 @@ def bench_runner(ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
 # --- training fixtures (issue 3) ---
 @pytest.fixture(scope="session")
 def adapter(ft_run: RunRecord, ftgate_session: FtgateSession) -> str:
-    """The local directory of the run's adapter: its ``adapter/`` artifact, downloaded once into
-    ``<root>/.ftgate/cache/adapters/<sha256>`` and verified against the audit record and
-    ``ftgate.adapter_sha256`` (IntegrityError on a mismatch, RunUnavailable when the run has none)."""
-    from pathlib import Path
-
-    from . import audit
-
-    cache = Path(ftgate_session.options.root) / ".ftgate" / "cache" / "adapters"
-    return str(audit.fetch_adapter(ftgate_session.store, ft_run.run_id, cache))
+    """The local directory of the run's adapter: the bytes of its ``adapter/`` artifact, downloaded once per session
+    into ``<root>/.ftgate/cache/adapters/<sha256 of those bytes>``. Whether they match what training recorded is the
+    integrity gate's verdict; every gate scores these bytes (RunUnavailable when the run has no adapter)."""
+    return str(ftgate_session.adapter(ft_run.run_id).require())

@@ -28,6 +28,7 @@ class Check:
     threshold: Any = None
     message: str = ""
     details: dict = field(default_factory=dict)
+    label: str = ""  # what ``value`` is, with its unit: "improvement_pct (%)"; shown beside the value
 
 
 def _fmt(x: float) -> str:
@@ -36,15 +37,17 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def stability(history: History, cfg: TrainingGates) -> Check:
-    """G1: no NaN or Inf at any step of the stability keys; an empty loss history fails."""
+G1_LABEL = "non-finite values in loss, eval_loss, grad_norm"
+
+
+def stability(history: History, cfg: TrainingGates, status: str = "", params: Mapping[str, str] | None = None
+              ) -> Check:
+    """G1: no NaN or Inf at any step of the stability keys; an empty loss history fails, saying why it is empty
+    (a run that failed or crashed before its first logging step, or a run not logged by LLaMA-Factory)."""
     threshold = "finite at every step of " + ", ".join(cfg.stability_keys)
     if not history.get("loss"):
-        return Check(
-            False, "no loss history", threshold,
-            "the run has no `loss` metric history: nothing shows the training was stable. LLaMA-Factory logs "
-            "`loss` every `logging_steps` when the config sets `report_to: mlflow`.",
-        )
+        return Check(False, "no loss history", threshold, _no_loss_reason(history, status, params or {}),
+                     label=G1_LABEL)
     bad = []
     for key in cfg.stability_keys:
         points = [(s, v) for s, v in history.get(key, ()) if not math.isfinite(v)]
@@ -54,10 +57,30 @@ def stability(history: History, cfg: TrainingGates) -> Check:
             bad.append(f"{key} is {_fmt(value)} at step {step}{more}")
     if bad:
         return Check(False, bad[0].split(" at ")[0].split(" is ")[1], threshold, "; ".join(bad),
-                     {"non_finite": bad})
+                     {"non_finite": bad}, label=G1_LABEL)
     counted = {k: len(history.get(k, ())) for k in cfg.stability_keys}
     return Check(True, "finite", threshold,
-                 "all values finite: " + ", ".join(f"{k} ({n} steps)" for k, n in counted.items()))
+                 "all values finite: " + ", ".join(f"{k} ({n} steps)" for k, n in counted.items()), label=G1_LABEL)
+
+
+def _no_loss_reason(history: History, status: str, params: Mapping[str, str]) -> str:
+    """Why a run has no loss history: FAILED/KILLED, crashed before its first logged step, or not logged."""
+    logged = [k for k, pts in history.items() if pts and not k.startswith("system/")]
+    if status in ("FAILED", "KILLED"):
+        return (f"the run is {status} and has no logged training steps (no `loss` at any step): training "
+                "crashed or was stopped before its first logging step; read its training log, fix the cause and "
+                "train again")
+    reported = str(params.get("report_to", ""))
+    if "mlflow" in reported or params.get("logging_steps") or logged:
+        has = f" (it logged only {', '.join(sorted(logged)[:5])})" if logged else ""
+        return (f"the run logged its training arguments{' (report_to: mlflow)' if 'mlflow' in reported else ''} but "
+                f"no `loss` at any step{has}: training stopped at step 0, before its first logging step (a crash, "
+                "or max_steps/logging_steps too large); read the training log, fix the cause and train again")
+    return ("the run has no `loss` metric history: nothing shows the training was stable. LLaMA-Factory logs "
+            "`loss` every `logging_steps` when the config sets `report_to: mlflow`.")
+
+
+G2_LABEL = "improvement_pct (%, initial to final loss)"
 
 
 def convergence(history: History, cfg: TrainingGates) -> Check:
@@ -66,7 +89,8 @@ def convergence(history: History, cfg: TrainingGates) -> Check:
     threshold = (f"final < initial; >= {cfg.min_loss_decrease_per_epoch:g}% per epoch; "
                  f"spike <= {cfg.max_loss_spike_pct:g}%; grad_norm <= {cfg.max_grad_norm:g}")
     if len(loss) < 2:
-        return Check(False, None, threshold, f"only {len(loss)} finite loss value(s): convergence cannot be judged")
+        return Check(False, None, threshold, f"only {len(loss)} finite loss value(s): convergence cannot be judged",
+                     label=G2_LABEL)
     initial, final = loss[0][1], loss[-1][1]
     improvement = (initial - final) / initial * 100 if initial else 0.0
     problems = []
@@ -84,9 +108,9 @@ def convergence(history: History, cfg: TrainingGates) -> Check:
                         f"({len(high)} step(s) above)")
     details = {"initial_loss": initial, "final_loss": final, "improvement_pct": improvement}
     if problems:
-        return Check(False, round(improvement, 2), threshold, "; ".join(problems), details)
+        return Check(False, round(improvement, 2), threshold, "; ".join(problems), details, label=G2_LABEL)
     return Check(True, round(improvement, 2), threshold,
-                 f"loss fell {improvement:.1f}% ({_fmt(initial)} -> {_fmt(final)})", details)
+                 f"loss fell {improvement:.1f}% ({_fmt(initial)} -> {_fmt(final)})", details, label=G2_LABEL)
 
 
 def _slow_epochs(loss: Sequence[tuple[int, float]], epoch: Sequence[tuple[int, float]], min_pct: float) -> list[str]:
@@ -108,6 +132,9 @@ def _slow_epochs(loss: Sequence[tuple[int, float]], epoch: Sequence[tuple[int, f
     return out
 
 
+G3_LABEL = "eval_train_ratio (final eval_loss / final loss)"
+
+
 def generalization(history: History, cfg: TrainingGates) -> Check:
     """G3: final eval_loss / final train loss below the ratio; eval_loss not rising N evaluations in a row."""
     evals = [(s, v) for s, v in history.get("eval_loss", ()) if math.isfinite(v)]
@@ -116,13 +143,15 @@ def generalization(history: History, cfg: TrainingGates) -> Check:
     if not evals and history.get("eval_loss"):
         return Check(False, None, threshold,
                      f"none of the {len(history['eval_loss'])} eval_loss values is finite (NaN/Inf): the evaluation "
-                     "diverged, generalization cannot be judged")
+                     "diverged, generalization cannot be judged", label=G3_LABEL)
     if not evals:
         return Check(False, None, threshold,
                      "the run has no `eval_loss` history: generalization cannot be judged. Set `val_size` (or an "
-                     "eval dataset) and `eval_strategy: steps` with `eval_steps` in the LLaMA-Factory config.")
+                     "eval dataset) and `eval_strategy: steps` with `eval_steps` in the LLaMA-Factory config.",
+                     label=G3_LABEL)
     if not loss:
-        return Check(False, None, threshold, "the run has no finite `loss` history to compare eval_loss with")
+        return Check(False, None, threshold, "the run has no finite `loss` history to compare eval_loss with",
+                     label=G3_LABEL)
     final_eval, final_train = evals[-1][1], loss[-1][1]
     ratio = final_eval / final_train if final_train > 0 else math.inf
     best_step, best = min(evals, key=lambda p: p[1])
@@ -145,10 +174,13 @@ def generalization(history: History, cfg: TrainingGates) -> Check:
                "perplexity": perplexity, "best_eval_step": best_step, "best_eval_loss": best,
                "longest_eval_rise": longest}
     if problems:
-        return Check(False, round(ratio, 4), threshold, "; ".join(problems), details)
+        return Check(False, round(ratio, 4), threshold, "; ".join(problems), details, label=G3_LABEL)
     return Check(True, round(ratio, 4), threshold,
                  f"eval/train ratio {_fmt(ratio)}; perplexity {_fmt(perplexity)}; "
-                 f"best eval_loss {_fmt(best)} at step {best_step}", details)
+                 f"best eval_loss {_fmt(best)} at step {best_step}", details, label=G3_LABEL)
+
+
+RESOURCES_LABEL = "gpu_memory_pct (%, peak) and hours (h, training time)"
 
 
 def resources(history: History, duration_s: float | None, cfg: Resources) -> Check:
@@ -158,7 +190,8 @@ def resources(history: History, duration_s: float | None, cfg: Resources) -> Che
     if not system:
         return Check(False, None, threshold,
                      "the run has no system metrics (`system/...`): start training with MLflow system metrics "
-                     "enabled (`ftgate train` does; or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true)")
+                     "enabled (`ftgate train` does; or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true)",
+                     label=RESOURCES_LABEL)
     gpu_mem = [v for k, pts in system.items() if k.endswith("memory_usage_percentage") and "gpu" in k
                for _, v in pts]
     peaks = {k: max(v for _, v in pts) for k, pts in system.items() if pts}
@@ -171,6 +204,6 @@ def resources(history: History, duration_s: float | None, cfg: Resources) -> Che
     where = f"peak GPU memory {max(gpu_mem):.1f}%" if gpu_mem else "no GPU (CPU run)"
     value = {"gpu_memory_pct": max(gpu_mem) if gpu_mem else None, "hours": hours}
     if problems:
-        return Check(False, value, threshold, "; ".join(problems), {"peaks": peaks})
+        return Check(False, value, threshold, "; ".join(problems), {"peaks": peaks}, label=RESOURCES_LABEL)
     took = f"{hours * 3600:.0f} s" if hours is not None else "unknown duration"
-    return Check(True, value, threshold, f"{where}; training took {took}", {"peaks": peaks})
+    return Check(True, value, threshold, f"{where}; training took {took}", {"peaks": peaks}, label=RESOURCES_LABEL)

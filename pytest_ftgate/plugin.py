@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -17,10 +18,11 @@ from .config import SEVERITIES, load_config
 from .errors import FtgateError
 from .gates import GateFailure
 from .session import FtgateSession, Options
-from .verdict import GateRecord
+from .verdict import GateRecord, json_safe
 
 SESSION_KEY = pytest.StashKey[FtgateSession]()
 GATE_KEY = pytest.StashKey[dict]()
+TEST_KEY = pytest.StashKey[str]()  # the gate test's node id, as collected
 
 pytest_plugins = ["pytest_ftgate.fixtures"]
 
@@ -83,6 +85,9 @@ _OPTIONS = [
      "LLaMA-Factory config to train (or re-use an identical finished run) and gate; repeatable", "none"),
     ("--ftgate-test-set", "ftgate_test_set", _existing_file, "PATH",
      "held-out test set (alpaca JSON/JSONL) for the quality gates", "the run's recorded test file"),
+    ("--ftgate-test-dataset", "ftgate_test_dataset", _name, "NAME",
+     "dataset_info.json entry of the held-out test set for --ftgate-train (checked before training)",
+     "<train dataset name>_test when registered"),
     ("--ftgate-engine", "ftgate_engine", _engine, "KIND", "inference engine: hf, vllm or openai",
      "engine.kind of ftgate.yaml (hf)"),
     ("--ftgate-promote", "ftgate_promote", _name, "NAME",
@@ -133,7 +138,9 @@ def pytest_configure(config: pytest.Config) -> None:
         experiment=vals["ftgate_experiment"] or "", config_path=vals["ftgate_config"] or "",
         out=vals["ftgate_out"] or "ftgate-results", train=tuple(vals["ftgate_train"] or ()),
         retrain=flags["ftgate_retrain"], test_set=vals["ftgate_test_set"] or "", engine=vals["ftgate_engine"] or "",
+        test_dataset=vals["ftgate_test_dataset"] or "",
         allow_pickle=flags["ftgate_allow_pickle"], promote=vals["ftgate_promote"] or "", root=str(config.rootpath),
+        collect_only=bool(config.option.collectonly),
     )
     if not options.config_path and (config.rootpath / "ftgate.yaml").is_file():
         options = dataclasses.replace(options, config_path=str(config.rootpath / "ftgate.yaml"))
@@ -141,8 +148,44 @@ def pytest_configure(config: pytest.Config) -> None:
         cfg = load_config(options.config_path or None)
     except FtgateError as exc:
         raise pytest.UsageError(f"--ftgate-config: {exc}") from None
-    config.stash[SESSION_KEY] = FtgateSession(options=options, cfg=cfg, echo=lambda m: _echo(config, m))
+    role = _role(config)
+    handed = config.workerinput.get("ftgate_refs") if role == "worker" else None
+    config.stash[SESSION_KEY] = FtgateSession(options=options, cfg=cfg, echo=lambda m: _echo(config, m), role=role,
+                                              handed_refs=handed)
+    if role == "worker":
+        return
+    if role == "controller":
+        if config.option.dist == "load":
+            config.option.dist = "loadgroup"  # one run's gates on one worker: its adapter and engine load once
+        config.pluginmanager.register(_XdistController(config), "ftgate-xdist")
+    config.pluginmanager.register(_Recorder(config), "ftgate-recorder")
     config.pluginmanager.register(_ReportHooks(config), "ftgate-report")  # issue 7: report, attestation, registry
+
+
+class _Recorder:
+    """Where the verdicts are written (a plain session, or xdist's main process), each gate's record, as it arrives
+    on its test report, goes into its run's verdict."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "ftgate_record", None)
+        if record is not None:
+            ftgate_session(self.config).record(record["run"], GateRecord.from_dict(record))
+
+
+def _role(config: pytest.Config) -> str:
+    if hasattr(config, "workerinput"):
+        return "worker"
+    distributing = getattr(config.option, "dist", "no") != "no" and bool(getattr(config.option, "tx", None))
+    return "controller" if distributing and not config.option.collectonly else "main"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    sess = config.stash.get(SESSION_KEY, None)
+    if sess is not None:
+        sess.release()
 
 
 def _echo(config: pytest.Config, message: str) -> None:
@@ -162,26 +205,80 @@ def ftgate_session(config: pytest.Config) -> FtgateSession:
     return config.stash[SESSION_KEY]
 
 
+def _refs(sess: FtgateSession):
+    try:
+        return sess.run_refs()
+    except FtgateError as exc:  # bad input: said once, before any gate runs
+        raise pytest.UsageError(str(exc)) from None
+
+
+BAD_INPUT_KEY = pytest.StashKey[str]()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "ft_run" not in metafunc.fixturenames:
         return
-    sess = ftgate_session(metafunc.config)
-    try:
-        refs = sess.run_refs()
-    except FtgateError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    config = metafunc.config
+    if BAD_INPUT_KEY in config.stash:
+        refs = []
+    else:
+        try:
+            refs = ftgate_session(config).run_refs()
+        except FtgateError as exc:  # raised once, as a usage error, when collection ends (a collector would bury
+            config.stash[BAD_INPUT_KEY] = str(exc)  # it under a traceback, once per suite file)
+            refs = []
     metafunc.parametrize("ft_run", refs, ids=[r.test_id for r in refs], indirect=True, scope="session")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k/-m/--lf/--deselect remove items: the gates the suites define
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BAD_INPUT_KEY in config.stash:
+        raise pytest.UsageError(config.stash[BAD_INPUT_KEY])
     sess = ftgate_session(config)
+    gate_files: set[Path] = set()
+    known: set[str] = set()
     for item in items:
         marker = item.get_closest_marker("gate")
-        if marker is not None:
-            _gate_spec(item, marker, sess)  # validates the marker early, naming the test
+        if marker is None:
+            continue
+        spec = _gate_spec(item, marker, sess)  # validates the marker early, naming the test
+        known.add(spec["id"])
+        item.extra_keyword_matches.update({spec["id"], spec["id"].replace(":", "_")})  # -k G1, -k bench_demo_mc
         ref = _run_param(item)
-        if ref is not None and marker is not None:
-            sess.expected[ref.key] = sess.expected.get(ref.key, 0) + 1
+        if ref is None:
+            continue
+        gate_files.add(item.path)
+        item.stash[TEST_KEY] = item.nodeid  # before xdist's loadgroup suffixes it
+        sess.expect(ref.key, item.nodeid)
+        if sess.role == "worker":
+            item.add_marker(pytest.mark.xdist_group(f"ftgate-{ref.key}"))
+    problems = _selection_problems(config, gate_files, {item.path for item in items})
+    sess.selection_problems.extend(p for p in problems if p not in sess.selection_problems)
+    if not problems and known and sess.role != "worker":
+        try:
+            sess.cfg.check_gate_ids(known)
+        except FtgateError as exc:
+            raise pytest.UsageError(f"--ftgate-config: {exc}") from None
+
+
+def _selection_problems(config: pytest.Config, gate_files: set[Path], collected: set[Path]) -> list[str]:
+    """Why the collected items cannot be every gate of the suites: suite files left out, single tests chosen."""
+    problems = []
+    patterns = config.getini("python_files") or ["test_*.py"]
+    for folder in sorted({f.parent for f in gate_files}):
+        suite_files = {p for pat in patterns for p in folder.glob(pat) if p.is_file()}
+        missing = sorted(suite_files - collected)
+        if missing:
+            names = ", ".join(p.name for p in missing[:6]) + (" …" if len(missing) > 6 else "")
+            problems.append(f"suite files of {folder.name}/ were not collected: {names}")
+    picked = []
+    for arg in config.args:
+        path, sep, _ = str(arg).partition("::")
+        if sep and (config.invocation_params.dir / path).resolve() in gate_files:
+            picked.append(str(arg))
+    if picked:
+        problems.append(f"single tests were selected by node id ({picked[0]}{' …' if len(picked) > 1 else ''})")
+    return problems
 
 
 def _run_param(item: pytest.Item):
@@ -217,19 +314,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.longrepr = None
     if gate_failed and report.when == "call" and report.failed:
         report.longrepr = str(call.excinfo.value)  # the gate's message, not a traceback into the recorder
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(FtgateError):
+        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"  # one line, no traceback
     if report.when == "setup" and report.passed:
         return report
     outcome = _outcome(report, call, gate_failed or (check is not None and not check.passed))
-    message = check.message if check is not None else _exc_message(call)
     record = GateRecord(
         id=spec["id"], name=spec["name"], severity=spec["severity"], outcome=outcome,
         value=getattr(check, "value", None), threshold=getattr(check, "threshold", None),
-        message=message, test=item.nodeid, details=getattr(check, "details", {}) or {},
+        message=check.message if check is not None else _exc_message(call), test=item.stash.get(TEST_KEY, ""),
+        details=getattr(check, "details", {}) or {}, label=getattr(check, "label", "") or "",
     )
-    report.user_properties.append(("ftgate_gate", record))
     ref = _run_param(item)
-    if ref is not None:
-        sess.record(ref.key, record)
+    if ref is not None and record.test:
+        # plain data: crosses pytest-xdist's worker boundary and is recorded where the verdicts are written
+        report.ftgate_record = json_safe({**dataclasses.asdict(record), "run": ref.key})
+    soft_outcome = {"warn": "warn", "info": "info"}.get(getattr(report, "ftgate_soft", ""), outcome)
+    for key, value in (("gate_id", record.id), ("severity", record.severity), ("outcome", soft_outcome),
+                       ("value", record.value), ("label", record.label), ("threshold", record.threshold)):
+        if value not in (None, ""):
+            report.user_properties.append((f"ftgate.{key}", value if isinstance(value, str) else
+                                           json.dumps(json_safe(value))))  # JUnit XML <property> per test case
     return report
 
 
@@ -268,9 +373,14 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sess = session.config.stash.get(SESSION_KEY, None)
-    if sess is None or not sess.verdicts:
+    if sess is None:
         return
-    sess.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if sess.role == "worker":
+        session.config.workeroutput["ftgate_inventory"] = sess.inventory()
+        return
+    if not sess.verdicts:
+        return
+    sess.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, exitstatus=int(session.exitstatus))
     if sess.any_block() and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run without a decision is not releasable
 
@@ -281,10 +391,30 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("ftgate release verdicts")
     for line in sess.summary_lines():
-        markup = {"red": True} if line.startswith("BLOCK") else {"yellow": True} if line.startswith("WARN") else (
-            {"green": True} if line.startswith("PASS") else {})
+        markup = {"red": True} if line.startswith("BLOCK") else {"yellow": True} if line.startswith(
+            ("WARN", "PARTIAL")) else ({"green": True} if line.startswith("PASS") else {})
         terminalreporter.write_line(line, **markup)
     terminalreporter.write_line(f"verdicts: {sess.out / 'verdicts'}")
+
+
+class _XdistController:
+    """pytest-xdist's main process: runs are resolved (and trained) here once, before the workers start, and handed
+    to them; each worker's collection (the gates the suites define) comes back when it finishes."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)  # xdist starts its workers in a trylast pytest_sessionstart
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        _refs(ftgate_session(self.config))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["ftgate_refs"] = [r.to_dict() for r in _refs(ftgate_session(self.config))]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        ftgate_session(self.config).merge_inventory(getattr(node, "workeroutput", {}).get("ftgate_inventory"))
 
 
 # --- report hooks (issue 7) ---
@@ -302,10 +432,9 @@ class _ReportHooks:
         self.lines: list[str] = []
 
     def _gating(self) -> bool:
-        """Whether this process gates runs (not --collect-only, not an xdist worker: one report per session)."""
+        """Whether this process writes the session's evidence (not --collect-only, not an xdist worker)."""
         sess = self.config.stash.get(SESSION_KEY, None)
-        return (sess is not None and bool(sess.verdicts) and not self.config.option.collectonly
-                and not hasattr(self.config, "workerinput"))
+        return sess is not None and bool(sess.verdicts) and sess.writes
 
     def _pub(self):
         if self.publisher is None:
@@ -334,12 +463,19 @@ class _ReportHooks:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self._gating():
-            self._default_html(session)
-            if self.data is not None and not self.columns:
-                from .report import HTML_COLUMNS
+            self._start_html(session)
 
-                self.data.table_header[2:2] = HTML_COLUMNS
-                self.columns = True
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if ftgate_session(self.config).role == "controller" and self._gating():  # xdist: no collection here
+            self._start_html(session)
+
+    def _start_html(self, session: pytest.Session) -> None:
+        self._default_html(session)
+        if self.data is not None and not self.columns:
+            from .report import HTML_COLUMNS
+
+            self.data.table_header[2:2] = HTML_COLUMNS
+            self.columns = True
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int):
@@ -354,10 +490,15 @@ class _ReportHooks:
                     path = getattr(self.config.option, "htmlpath", None)
                     html_path = (Path.cwd() / Path(os.path.expandvars(path)).expanduser() if path
                                  else ftgate_session(self.config).out / "report.html")
-                    self.lines = self._pub().finish(html_path, session.exitstatus == pytest.ExitCode.INTERRUPTED,
-                                                    write_html=not path)
+                    pub = self._pub()
+                    self.lines = pub.finish(html_path, session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                                            write_html=not path)
+                    failed = bool(pub.failures)
                 except Exception as exc:  # the verdicts are on disk; say loudly what is missing
                     self.lines = [f"ftgate: the report could not be completed: {type(exc).__name__}: {exc}"]
+                    failed = True
+                if failed and session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.TESTS_FAILED  # evidence missing: not a release
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         for line in self.lines:
@@ -373,11 +514,10 @@ class _ReportHooks:
             return
         from .report import html_row
 
-        record = next((v for k, v in getattr(report, "user_properties", []) if k == "ftgate_gate"), None)
+        record = getattr(report, "ftgate_record", None)
         soft = getattr(report, "ftgate_soft", None) if report.when == "call" else None
         runs = ftgate_session(self.config).verdicts.values()
-        run = next((v.run_name for v in runs if record is not None and any(g.test == record.test for g in v.gates)),
-                   "")
+        run = next((v.run_name for v in runs if record is not None and v.run_id == record.get("run")), "")
         test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
         cells[:] = html_row(cells, self._pub().redactor.text(test_id), record, run, soft)
         if soft and self.data is not None:

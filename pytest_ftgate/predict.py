@@ -45,9 +45,17 @@ class Sample:
 class TestSet:
     path: str
     samples: tuple[Sample, ...]
-    skipped: tuple[str, ...] = ()  # "row 3: no reference (output)" ...
+    skipped: tuple[str, ...] = ()  # "row 3: no reference answer (output)" ... (only with quality.bad_rows: warn)
     source: str = ""  # where the path came from
     sha256: str = ""
+
+    @property
+    def problems(self) -> list[str]:
+        """The warning the quality gates carry when rows were left out (quality.bad_rows: warn); [] when none."""
+        if not self.skipped:
+            return []
+        return [f"test set {self.path}: {len(self.skipped)} row(s) left out, not scored (quality.bad_rows: warn): "
+                f"{_listed(self.skipped)}"]
 
 
 def _alpaca(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
@@ -72,37 +80,77 @@ def _sharegpt(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
     return tuple(msgs), None
 
 
-def load_test_set(path: str | Path, max_samples: int = 0, source: str = "", sha256: str = "") -> TestSet:
-    """Alpaca (instruction/input/output) or ShareGPT (conversations/messages) rows from JSON or JSONL."""
+FIX_ROWS = "give every row an instruction (or conversations) and an output"
+
+
+def load_test_set(path: str | Path, max_samples: int = 0, source: str = "", sha256: str = "",
+                  bad_rows: str = "error") -> TestSet:
+    """Alpaca (instruction/input/output) or ShareGPT (conversations/messages) rows from JSON or JSONL, read and
+    checked once. DataError (one line naming the file, the rows and the fix) when the file cannot be read, is not
+    UTF-8, is not JSON, holds no rows, or has rows without a prompt or a reference answer; with
+    ``bad_rows="warn"`` such rows are left out and named in ``TestSet.skipped`` / ``problems`` instead.
+    Rows are numbered from 1 as in the data gates (the line of a JSON Lines file, the element of a JSON array)."""
+    from .jsonstream import iter_rows
+
     p = Path(path)
+    name = f"test set {str(p)!r}"
+    where = f" (from {source})" if source else ""
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
-        raise DataError(f"test set {str(p)!r} cannot be read ({exc.strerror or exc}); pass --ftgate-test-set") from None
+        raise DataError(f"{name}{where} cannot be read ({exc.strerror or exc}); pass a readable file to "
+                        "--ftgate-test-set") from None
     try:
-        rows = json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()]
-    except ValueError as exc:
-        raise DataError(f"test set {str(p)!r} is neither a JSON list nor JSON lines: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}, line "
+                        f"{line}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    if not text.strip():
+        raise DataError(f"{name}{where} is empty; it must hold a JSON list of alpaca/sharegpt rows or JSON lines")
+    rows, bad = [], []
+    try:
+        for row, value, problem in iter_rows(p):
+            (bad.append((row, problem)) if problem else rows.append((row, value)))
+    except DataError as exc:  # a broken JSON array: its later rows cannot be found
+        raise DataError(f"test set {exc}; fix the JSON (a list of objects, or one object per line)") from None
+    if bad and not rows and text.lstrip().startswith("{"):
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            whole = None
+        if isinstance(whole, dict):
+            raise DataError(f"{name} is one JSON object, not rows: put the rows in a JSON list [{{...}}, ...] or "
+                            "write one object per line (JSON Lines)")
+    if bad:
+        raise DataError(f"{name}: {len(bad)} of {len(bad) + len(rows)} lines are not valid JSON: "
+                        f"{_listed([f'row {r}: {why}' for r, why in bad])}; fix them (one JSON object per line)")
     if not rows:
-        raise DataError(f"test set {str(p)!r} has no rows: the quality gates need held-out examples")
+        raise DataError(f"{name}{where} has no rows: the quality gates need held-out examples (alpaca: "
+                        "instruction/input/output; sharegpt: conversations)")
     samples, skipped = [], []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DataError(f"test set {str(p)!r} row {i}: expected an object, got {type(row).__name__}")
-        msgs, ref = (_sharegpt if ("conversations" in row or "messages" in row) else _alpaca)(i, row)
+    for i, (row, value) in enumerate(rows):
+        if not isinstance(value, dict):
+            skipped.append(f"row {row}: not an object ({type(value).__name__})")
+            continue
+        msgs, ref = (_sharegpt if ("conversations" in value or "messages" in value) else _alpaca)(i, value)
         if not msgs or not msgs[-1][1].strip():
-            skipped.append(f"row {i}: no prompt")
+            skipped.append(f"row {row}: no prompt (instruction/input, or a last user turn)")
         elif not isinstance(ref, str) or not ref.strip():
-            skipped.append(f"row {i}: no reference answer")
+            skipped.append(f"row {row}: no reference answer (output, or a last assistant turn)")
         else:
             samples.append(Sample(i, msgs, ref))
-    if not samples:
-        raise DataError(f"test set {str(p)!r}: none of its {len(rows)} rows has both a prompt and a reference "
-                        f"answer ({skipped[0]}{' ...' if len(skipped) > 1 else ''})")
+    if skipped and (bad_rows != "warn" or not samples):
+        fix = FIX_ROWS + (", or set quality.bad_rows: warn in ftgate.yaml to score the others" if samples else "")
+        raise DataError(f"{name}: {len(skipped)} of {len(rows)} rows cannot be scored: {_listed(skipped)}; {fix}")
     if max_samples:
         samples = samples[:max_samples]
     return TestSet(str(p), tuple(samples), tuple(skipped), source, sha256 or file_sha256(p))
+
+
+def _listed(items: Sequence[str], n: int = 8) -> str:
+    more = f"; ... and {len(items) - n} more" if len(items) > n else ""
+    return "; ".join(items[:n]) + more
 
 
 def recorded_test_file(audit: dict | None) -> dict | None:
@@ -113,10 +161,10 @@ def recorded_test_file(audit: dict | None) -> dict | None:
     return None
 
 
-def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0) -> TestSet:
+def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0, bad_rows: str = "error") -> TestSet:
     """``--ftgate-test-set`` / ``quality.test_set`` if given, else the run's recorded test file (hash-checked)."""
     if explicit:
-        return load_test_set(explicit, max_samples, source="--ftgate-test-set / quality.test_set")
+        return load_test_set(explicit, max_samples, source="--ftgate-test-set / quality.test_set", bad_rows=bad_rows)
     entry = recorded_test_file(audit)
     if entry is None:
         why = "has no audit record" if audit is None else "records no dataset with split 'test'"
@@ -130,7 +178,8 @@ def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0) ->
     if recorded and actual != recorded:
         raise IntegrityError(f"test file {str(path)!r} changed since training: sha256 is {actual}, the audit record "
                              f"says {recorded}; restore it, or pass --ftgate-test-set to score another file knowingly")
-    return load_test_set(path, max_samples, source="the run's audit record (split 'test')", sha256=actual)
+    return load_test_set(path, max_samples, source="the run's audit record (split 'test')", sha256=actual,
+                         bad_rows=bad_rows)
 
 
 def prompts_for(test_set: TestSet, chat_template: str = "", raw: bool = False) -> list[Prompt]:
@@ -160,22 +209,35 @@ def read_audit_record(store, run_id: str, dst: str | Path) -> dict | None:
         return None
 
 
-def base_model_path(audit: dict | None, params: dict, adapter_dir: str | Path | None) -> str:
-    """The base model: the audit record's path, else the run param ``model_name_or_path``, else the adapter's
-    ``base_model_name_or_path``; the first that is a local directory wins (else the first named, for servers)."""
-    named = [((audit or {}).get("input_artifacts") or {}).get("base_model", {}).get("path", ""),
-             params.get("model_name_or_path", "")]
+def base_model_path(audit: dict | None, params: dict, adapter_dir: str | Path | None, override: str = "",
+                    required: bool = False) -> str:
+    """The base model: ``quality.base_model`` when set, else the audit record's path, else the run param
+    ``model_name_or_path``, else the adapter's ``base_model_name_or_path``; the first that is a local directory wins
+    (else the first named, for servers). ``required`` (an engine that loads the weights here): a named local path
+    that is gone is a DataError saying where the path came from and how to point at the model's new place."""
+    if override:
+        return str(Path(override).resolve())
+    named = [(((audit or {}).get("input_artifacts") or {}).get("base_model", {}).get("path", ""),
+              "the run's audit record (input_artifacts.base_model.path)"),
+             (params.get("model_name_or_path", ""), "the run's param model_name_or_path")]
     if adapter_dir and (Path(adapter_dir) / "adapter_config.json").is_file():
-        named.append(json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get(
-            "base_model_name_or_path") or "")
-    named = [str(n) for n in named if n]
-    for n in named:
+        named.append((json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path") or "", "the adapter's adapter_config.json (base_model_name_or_path)"))
+    named = [(str(n), where) for n, where in named if n]
+    for n, _ in named:
         if (Path(n) / "config.json").is_file():
             return str(Path(n).resolve())
+    if named and required and Path(named[0][0]).expanduser().is_absolute():
+        path, where = named[0]
+        gone = "does not exist" if not Path(path).exists() else "has no config.json"
+        raise DataError(f"the run's base model {path!r} (from {where}) {gone} on this machine (moved or not copied "
+                        "here); set quality.base_model: /new/path/of/the/base/model in ftgate.yaml, or put the model "
+                        "back at that path")
     if named:
-        return named[0]
+        return named[0][0]
     raise DataError("the run names no base model (no audit record, no model_name_or_path param, no "
-                    "base_model_name_or_path in adapter_config.json): the adapter cannot be served")
+                    "base_model_name_or_path in adapter_config.json): set quality.base_model in ftgate.yaml to the "
+                    "local base model directory")
 
 
 def production_adapter(store, model_name: str, alias: str, dst: str | Path, run_id: str) -> tuple[Path | None, dict,
@@ -219,6 +281,7 @@ class Answers:
     seconds: float = 0.0  # generation time of the rest
     info: dict = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # their prediction-cache keys
+    problems: list[str] = field(default_factory=list)  # test-set warnings the quality gates show (TestSet.problems)
 
 
 def cache_keys(engine: Engine, model: str | None, prompts: Sequence[Prompt], params: GenParams,
@@ -305,6 +368,7 @@ class Scorer:
                 "n": len(outputs)}
         answers = Answers(label, model, outputs, scores, cached, seconds, info)
         answers.keys = cache_keys(engine, model, self.prompts, self.params, weights)
+        answers.problems = self.test_set.problems
         return answers
 
     def forget(self, answers: Answers) -> None:
@@ -359,6 +423,12 @@ def _f(x: float) -> str:
     return "NaN" if isinstance(x, float) and math.isnan(x) else f"{x:.4g}"
 
 
+G4_LABEL = "worst candidate/baseline ratio (1.0 = equal)"
+G5_LABEL = "task metrics (0-1)"
+APPLIED_LABEL = "share of answers that differ from the base model's (0-1)"
+DETERMINISM_LABEL = "answers changed on a second greedy pass (changed/rerun)"
+
+
 def task_quality(candidate: Answers, thresholds: dict[str, float], task: str, table: list[dict]) -> Check:
     """G5: every task metric above its threshold (seed 002: QA EM/F1 > 0.8, summarization ROUGE-1/L > 0.3,
     translation BLEU > 0.3)."""
@@ -368,70 +438,116 @@ def task_quality(candidate: Answers, thresholds: dict[str, float], task: str, ta
         try:
             values[metric] = round(candidate.scores.value(metric), 4)
         except KeyError as exc:
-            return Check(False, None, shown, f"G5 threshold on {exc.args[0]}", {"samples": table})
+            return Check(False, None, shown, f"G5 threshold on {exc.args[0]}", {"samples": table},
+                         label=G5_LABEL)
         if not values[metric] > minimum:
             problems.append(f"{metric} {_f(values[metric])} is not above {minimum:g}")
     details = {"task": task, "n": candidate.scores.n, "all_metrics": dict(candidate.scores.aggregate),
-               "extra_metrics": dict(candidate.scores.extra), "samples": table}
+               "extra_metrics": dict(candidate.scores.extra), "samples": table,
+               "test_set_problems": list(candidate.problems)}
     n = candidate.scores.n
     if problems:
-        return Check(False, values, shown, f"{task} on {n} test samples: " + "; ".join(problems), details)
+        return Check(False, values, shown, f"{task} on {n} test samples: " + "; ".join(problems)
+                     + _warnings(candidate), details, label=G5_LABEL)
     return Check(True, values, shown, f"{task} on {n} test samples: " + ", ".join(
-        f"{m} {_f(v)} > {thresholds[m]:g}" for m, v in values.items()), details)
+        f"{m} {_f(v)} > {thresholds[m]:g}" for m, v in values.items()) + _warnings(candidate), details,
+        label=G5_LABEL)
 
 
 def compare(candidate: Answers, base: Answers, metric: str, q: Quality) -> dict:
-    """One G4 comparison: values, ratio, and the paired bootstrap CI of the difference."""
+    """One G4 comparison as a non-inferiority test: values, ratio, the paired bootstrap CI of the difference, and
+    the decision — ``worse`` when the whole interval lies below the allowed drop (``1 - min_baseline_ratio`` of the
+    baseline), ``not_worse`` when none of it does, ``inconclusive`` (with the samples that would decide) otherwise."""
     cv, bv = candidate.scores.value(metric), base.scores.value(metric)
     ratio = cv / bv if bv > 0 else (math.inf if cv > 0 else 1.0)
+    margin = (1 - q.min_baseline_ratio) * abs(bv)
     row = {"metric": metric, "baseline": base.label, "candidate_value": cv, "baseline_value": bv,
-           "ratio": ratio, "meets_ratio": cv >= q.min_baseline_ratio * bv}
+           "ratio": ratio, "meets_ratio": cv >= q.min_baseline_ratio * bv, "allowed_drop": margin}
+    ci = None
     if metric in candidate.scores.per_sample:
         ci = metrics.paired_bootstrap(candidate.scores, base.scores, metric, q.bootstrap_samples, q.confidence, q.seed)
         row.update(difference=ci.difference, ci_low=ci.low, ci_high=ci.high, confidence=ci.confidence,
-                   p_worse=ci.p_worse, significant_regression=ci.significant_regression)
-    else:  # an evaluate module gives no per-sample scores to resample
-        row.update(difference=cv - bv, ci_low=None, ci_high=None, significant_regression=None)
-    row["regression"] = not row["meets_ratio"] and (
-        bool(row["significant_regression"]) or not q.require_significant_regression)
+                   p_worse=ci.p_worse)
+    else:  # an evaluate module gives no per-sample scores to resample: the point estimate decides
+        row.update(difference=cv - bv, ci_low=None, ci_high=None)
+    if ci is None or math.isnan(ci.low):
+        row["decision"] = "not_worse" if row["meets_ratio"] else "worse"
+    elif ci.high < -margin:
+        row["decision"] = "worse"
+    elif ci.low >= -margin:
+        row["decision"] = "not_worse"
+    else:
+        row["decision"] = "inconclusive"
+        row["samples_to_decide"] = samples_to_decide(candidate.scores.n, ci.difference, ci.low, ci.high, margin)
+    row["regression"] = row["decision"] == "worse"
     return row
+
+
+def samples_to_decide(n: int, difference: float, low: float, high: float, margin: float) -> int | None:
+    """How many test samples would make the interval exclude the allowed drop, if the difference stays where it is
+    (the interval's half-width shrinks as 1/sqrt(n)); None when the difference sits on the margin itself."""
+    distance = abs(difference + margin)
+    half = (high - low) / 2
+    if distance <= 1e-12 or half <= 0:
+        return None
+    return max(n + 1, math.ceil(n * (half / distance) ** 2))
 
 
 def baseline_gate(candidate: Answers, baselines: Sequence[Answers], q: Quality, notes: Sequence[str] = (),
                   table: list[dict] | None = None) -> Check:
-    """G4: on each configured metric the candidate scores at least ``min_baseline_ratio`` of each baseline
-    (the base model on the same prompts, and the registry's ``production`` version when there is one)."""
+    """G4: on each configured metric the candidate is not worse than ``min_baseline_ratio`` of each baseline (the
+    base model on the same prompts, and the registry's ``production`` version when there is one), decided by the
+    paired bootstrap interval. Fails with ``details["inconclusive"]`` when the interval cannot tell: the suite then
+    reports it at ``quality.inconclusive_severity``."""
     threshold = f">= {q.min_baseline_ratio:.0%} of each baseline on {', '.join(q.baseline_metrics)}"
     if not baselines:
-        return Check(False, None, threshold, "no baseline answers to compare with", {"notes": list(notes)})
+        return Check(False, None, threshold, "no baseline answers to compare with", {"notes": list(notes)},
+                     label=G4_LABEL)
     try:
         rows = [compare(candidate, b, m, q) for b in baselines for m in q.baseline_metrics]
     except KeyError as exc:
-        return Check(False, None, threshold, f"G4 compares {exc.args[0]}", {"notes": list(notes)})
+        return Check(False, None, threshold, f"G4 compares {exc.args[0]}", {"notes": list(notes)}, label=G4_LABEL)
     worst = min(rows, key=lambda r: r["ratio"])
-    lines = [_comparison_line(r) for r in rows]
     details = {"comparisons": rows, "notes": list(notes), "n": candidate.scores.n, "samples": table or [],
-               "answers": {a.label: a.info for a in (candidate, *baselines)}}
-    bad = [r for r in rows if r["regression"]]
+               "answers": {a.label: a.info for a in (candidate, *baselines)},
+               "test_set_problems": list(candidate.problems)}
+    value = round(worst["ratio"], 4)
+    bad = [r for r in rows if r["decision"] == "worse"]
     if bad:
-        return Check(False, round(worst["ratio"], 4), threshold,
-                     "regression: " + "; ".join(_comparison_line(r) for r in bad) + _notes(notes), details)
-    return Check(True, round(worst["ratio"], 4), threshold, "; ".join(lines) + _notes(notes), details)
+        return Check(False, value, threshold,
+                     "regression: " + "; ".join(_comparison_line(r) for r in bad) + _notes(notes)
+                     + _warnings(candidate), details, label=G4_LABEL)
+    unsure = [r for r in rows if r["decision"] == "inconclusive"]
+    if unsure:
+        need = [r["samples_to_decide"] for r in unsure if r.get("samples_to_decide")]
+        more = (f"about {max(need)} test samples would decide" if need else
+                "the difference sits on the allowed drop: more samples will not decide it")
+        return Check(False, value, threshold,
+                     f"inconclusive on {candidate.scores.n} test samples: " + "; ".join(
+                         _comparison_line(r) for r in unsure) + f" — {more}" + _notes(notes)
+                     + _warnings(candidate), {**details, "inconclusive": True}, label=G4_LABEL)
+    return Check(True, value, threshold, "; ".join(_comparison_line(r) for r in rows) + _notes(notes)
+                 + _warnings(candidate), details, label=G4_LABEL)
 
 
 def _comparison_line(r: dict) -> str:
     text = (f"{r['metric']} {_f(r['candidate_value'])} vs {r['baseline']} {_f(r['baseline_value'])} "
             f"(ratio {_f(r['ratio'])}")
     if r.get("ci_low") is not None:
-        sig = ", significant regression" if r["significant_regression"] else (
-            ", not significant" if r["difference"] < 0 else "")
+        says = {"worse": ", worse beyond the allowed drop", "inconclusive": ", inconclusive",
+                "not_worse": ""}[r["decision"]]
         text += (f", diff {r['difference']:+.3f}, {r['confidence']:.0%} CI [{r['ci_low']:+.3f}, "
-                 f"{r['ci_high']:+.3f}]{sig}")
+                 f"{r['ci_high']:+.3f}], allowed drop {r['allowed_drop']:.3f}{says}")
     return text + ")"
 
 
 def _notes(notes: Sequence[str]) -> str:
     return (" — " + "; ".join(notes)) if notes else ""
+
+
+def _warnings(candidate: Answers) -> str:
+    """The test set's warnings (rows left out under quality.bad_rows: warn), shown in the gate's message."""
+    return "".join(f" — WARNING: {p}" for p in candidate.problems)
 
 
 def adapter_applied(candidate: Sequence[str], base: Sequence[str], min_changed_share: float = 0.0) -> Check:
@@ -446,9 +562,10 @@ def adapter_applied(candidate: Sequence[str], base: Sequence[str], min_changed_s
     if n == 0 or not changed or share <= min_changed_share:
         return Check(False, round(share, 4), threshold,
                      f"{n - len(changed)} of {n} answers are identical to the base model's: the adapter is probably "
-                     "not applied (not loaded, wrong name or path, or --enable-lora missing)", details)
+                     "not applied (not loaded, wrong name or path, or --enable-lora missing)", details,
+                     label=APPLIED_LABEL)
     return Check(True, round(share, 4), threshold, f"{len(changed)} of {n} answers differ from the base model's",
-                 details)
+                 details, label=APPLIED_LABEL)
 
 
 def determinism(first: Sequence[str], second: Sequence[str], indices: Sequence[int]) -> Check:
@@ -457,13 +574,14 @@ def determinism(first: Sequence[str], second: Sequence[str], indices: Sequence[i
     n = len(indices)
     threshold = "identical answers on a second greedy pass"
     if not n:
-        return Check(False, None, threshold, "no prompts were re-run")
+        return Check(False, None, threshold, "no prompts were re-run", label=DETERMINISM_LABEL)
     if diffs:
         return Check(False, f"{len(diffs)}/{n} differ", threshold,
                      f"{len(diffs)} of {n} answers changed on a second greedy pass (first at test row "
                      f"{diffs[0]['index']}): outputs are not reproducible (sampling on, or non-deterministic "
-                     "kernels / batching on this engine)", {"differences": diffs[:5]})
-    return Check(True, f"0/{n} differ", threshold, f"{n} answers identical on a second greedy pass")
+                     "kernels / batching on this engine)", {"differences": diffs[:5]}, label=DETERMINISM_LABEL)
+    return Check(True, f"0/{n} differ", threshold, f"{n} answers identical on a second greedy pass",
+                 label=DETERMINISM_LABEL)
 
 
 # -- the per-sample table ------------------------------------------------------------------------------------------

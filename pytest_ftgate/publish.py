@@ -1,9 +1,15 @@
-"""The end of a gating session: gather each run's evidence from MLflow (record, audit record, adapter digests),
-then, once the HTML report exists, record its sha256 in every verdict, write the attestations, promote, write
-``report.json`` and ``summary.md``, and push the report and attestation to each MLflow run.
+"""The end of a gating session: gather each run's evidence (record, audit record, the digests of the adapter bytes
+this session gated), then, once the HTML report exists, record its sha256 in every verdict, write the
+attestations, push the evidence to MLflow, promote, and write ``report.json`` and ``summary.md``.
+
+Only a complete verdict speaks for a run: a partial one (a selection, Ctrl-C, a crash) is written to disk and the
+report, but never attested, never promoted and never written to MLflow. A complete session's evidence on the run is
+immutable: it goes under ``ftgate/sessions/<session id>/`` and the run's tags point at the latest complete session,
+so a registry version keeps pointing at the evidence it was promoted with.
 
 No pytest (``plugin.py`` calls this from its hooks) and no HTML (``report.py`` builds it). Every failure here is
-reported and the rest goes on: a session's verdicts must never be lost to a report or registry problem.
+reported and the rest goes on: a session's verdicts must never be lost to a report or registry problem; what could
+not be done is in ``failures`` (the session then exits non-zero).
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import platform
 import tempfile
 from pathlib import Path
@@ -22,10 +27,10 @@ from .errors import FtgateError
 from .redact import Redactor
 from .report import RunEvidence
 from .session import FtgateSession, RunRef
-from .verdict import utcnow, write_json_atomic
+from .verdict import utcnow, write_json_atomic, write_text_atomic
 
 AUDIT_ARTIFACT = "audit/audit_record.json"
-ADAPTER_ARTIFACT = "adapter"
+SESSIONS_ARTIFACT = "ftgate/sessions"  # ftgate/sessions/<session id>/{<run>.json, report.html, <run>.intoto.json}
 
 
 class Publisher:
@@ -41,6 +46,8 @@ class Publisher:
         self._evidence: list[RunEvidence] | None = None
         self._fresh = False  # the redacted verdicts reflect FtgateSession.finish
         self._raw: dict[str, tuple] = {}
+        self.failures: list[str] = []  # what could not be done (promotion refused, MLflow not written): exit non-zero
+        self.recorded: set[str] = set()  # runs whose complete verdict MLflow now holds
 
     # -- evidence ------------------------------------------------------------------------------------------------
     def refs(self) -> list[RunRef]:
@@ -69,7 +76,7 @@ class Publisher:
         if record is not None:
             with tempfile.TemporaryDirectory(prefix="ftgate-evidence-") as tmp:
                 audit = self._audit(ref.run_id, Path(tmp), notes)
-                files = self._adapter(ref.run_id, Path(tmp), notes)
+            files = self._adapter(ref, notes)
         return record, audit, files, notes
 
     def _audit(self, run_id: str, tmp: Path, notes: list[str]) -> dict | None:
@@ -82,16 +89,18 @@ class Publisher:
             notes.append(f"the audit record could not be read: {type(exc).__name__}: {_first(exc)}")
             return None
 
-    def _adapter(self, run_id: str, tmp: Path, notes: list[str]) -> list[dict]:
-        try:
-            if not self.sess.store.list_artifacts(run_id, ADAPTER_ARTIFACT):
-                notes.append("the run has no adapter artifact: nothing to attest or promote")
-                return []
-            local = self.sess.store.download(run_id, ADAPTER_ARTIFACT, tmp / "adapter")
-            return attest.file_digests(local)
-        except Exception as exc:
-            notes.append(f"the adapter artifact could not be read: {type(exc).__name__}: {_first(exc)}")
+    def _adapter(self, ref: RunRef, notes: list[str]) -> list[dict]:
+        """The digests of the adapter bytes this session gated (downloaded once, see ``artifacts``)."""
+        copy = self.sess.adapters.get(ref.key)
+        if copy is None and self.sess.verdicts[ref.key].complete:
+            copy = self.sess.adapter(ref.run_id)
+        if copy is None:
             return []
+        if copy.path is None:
+            notes.append(f"nothing to attest or promote: the run {copy.problem}")
+            return []
+        return [{"name": f["name"], "sha256": f["sha256"].removeprefix("sha256:"), "size": f["size"]}
+                for f in copy.files]
 
     def _redacted(self, ref: RunRef) -> RunEvidence:
         record, audit, files, notes = self._raw[ref.key]
@@ -122,21 +131,26 @@ class Publisher:
         lines: list[str] = []
         if write_html and html_path is not None:
             html_path.parent.mkdir(parents=True, exist_ok=True)
-            html_path.write_text(report.standalone_page("pytest-ftgate release report",
-                                                        report.session_html(evs, self.meta)), encoding="utf-8")
+            write_text_atomic(html_path, report.standalone_page("pytest-ftgate release report",
+                                                               report.session_html(evs, self.meta)))
         sha = self._seal(html_path)
         for ev in evs:
             self.sess.verdicts[ev.run_id].report_sha256 = sha
             ev.verdict["report_sha256"] = sha
             write_json_atomic(self.sess.verdict_path(ev.run_id), ev.verdict)
-        lines += self._attest(evs)
+        complete = [ev for ev in evs if ev.verdict.get("complete")]
+        lines += self._attest(complete)
+        lines += self._push(complete, html_path)
         if self.sess.options.promote:
             lines += self._promote(evs)
         out = self.sess.out
         self._write(out / "report.json", json.dumps(report.session_json(evs, self.meta), indent=1,
                                                      default=str, ensure_ascii=False))
         self._write(out / "summary.md", report.summary_md(evs, self.meta))
-        self._push(evs, html_path)
+        partial = [ev.verdict.get("run_name") for ev in evs if not ev.verdict.get("complete")]
+        if partial:
+            lines.append(f"ftgate: PARTIAL session for {', '.join(map(str, partial))}: not every gate ran, so "
+                         "nothing was written to MLflow, attested or promoted; run the whole suites for a verdict")
         if html_path is not None and html_path.is_file():
             lines.insert(0, f"report: {html_path} (sha256 {sha[:16]}…), {out / 'report.json'}, {out / 'summary.md'}")
         return lines
@@ -154,17 +168,11 @@ class Publisher:
         return sha
 
     def _write(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.redactor.scrub(text), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, self.redactor.scrub(text))
 
     def _attest(self, evs: list[RunEvidence]) -> list[str]:
-        try:
-            key = attest.configured_key()
-        except attest.AttestationError as exc:
-            self.echo(f"ftgate: attestations are written UNSIGNED: {exc}")
-            key = None
+        """An attestation per complete verdict whose adapter this session gated; the key was checked at start."""
+        key = attest.configured_key()
         lines = []
         for ev in evs:
             if not ev.adapter_files:
@@ -205,38 +213,79 @@ class Publisher:
         try:
             client = registry.client_for(self.sess.tracking_uri)
         except Exception as exc:
-            return [f"promotion to {name!r} failed: {type(exc).__name__}: {_first(exc)}"]
+            self.failures.append("promotion")
+            return [f"ftgate: ERROR promotion to {name!r} failed: {type(exc).__name__}: {_first(exc)}"]
         for ev in evs:
-            if not ev.run_id or ev.verdict.get("error"):
+            run = ev.verdict.get("run_name")
+            refusal = registry.refusal(ev.verdict, bool(ev.adapter_files))
+            if refusal is None and ev.run_id not in self.recorded:
+                refusal = "MLflow does not hold this session's verdict for the run (see above)"
+            if refusal is not None:
+                if ev.verdict.get("complete") and ev.run_id in self.recorded:
+                    try:  # a run that does not pass any more must not stay the candidate
+                        registry.withdraw(client, name, ev.run_id, ev.verdict.get("verdict", "block"))
+                    except Exception as exc:
+                        lines.append(f"ftgate: ERROR the candidate alias of {run} could not be withdrawn: "
+                                     f"{type(exc).__name__}: {_first(exc)}")
+                ev.promotion = {"name": name, "skipped": refusal}
+                self.failures.append(f"promotion of {run}")
+                lines.append(f"ftgate: promotion REFUSED: {run} not registered in {name!r} ({refusal})")
                 continue
             params = ev.record.params if ev.record else {}
             tags = registry.candidate_tags(ev.verdict, params.get("ftgate.dataset_sha256", "") or _train_hash(ev),
-                                           self.meta["report_sha256"], ev.attestation.get("sha256", ""))
+                                           self.meta["report_sha256"], ev.attestation.get("sha256", ""),
+                                           self._evidence_uri(ev.run_id))
             try:
                 ev.promotion = registry.promote_candidate(client, name, ev.verdict, tags, bool(ev.adapter_files))
             except Exception as exc:
                 ev.promotion = {"name": name, "skipped": f"registry error: {type(exc).__name__}: {_first(exc)}"}
             p = ev.promotion
-            lines.append(f"registry: {ev.verdict.get('run_name')} -> {name} version {p['version']}, alias "
-                         f"{p['alias']}" if p.get("version") else f"registry: {ev.verdict.get('run_name')} not "
-                                                                  f"promoted ({p['skipped']})")
+            if not p.get("version"):
+                self.failures.append(f"promotion of {run}")
+            lines.append(f"registry: {run} -> {name} version {p['version']}, alias {p['alias']}" if p.get("version")
+                         else f"ftgate: promotion REFUSED: {run} not registered in {name!r} ({p['skipped']})")
         return lines
 
-    def _push(self, evs: list[RunEvidence], html_path: Path | None) -> None:
+    def _evidence_uri(self, run_id: str) -> str:
+        return f"runs:/{run_id}/{SESSIONS_ARTIFACT}/{self.sess.session_id}"
+
+    def _push(self, evs: list[RunEvidence], html_path: Path | None) -> list[str]:
+        """Each complete verdict's evidence under ``ftgate/sessions/<id>/`` on its run, then the run's tags (the
+        verdict, each gate's outcome; tags of gates this session did not define are removed)."""
+        lines = []
+        sid = self.sess.session_id
         for ev in evs:
-            if not ev.run_id or ev.verdict.get("error") or ev.record is None:
+            if not ev.run_id or ev.record is None:
                 continue
+            v = ev.verdict
+            where = f"{SESSIONS_ARTIFACT}/{sid}"
             try:
                 store = self.sess.store
-                store.set_tags(ev.run_id, {"ftgate.report_sha256": self.meta["report_sha256"] or "none"})
-                store.log_artifact(ev.run_id, self.sess.verdict_path(ev.run_id), "ftgate")
+                store.log_artifact(ev.run_id, self.sess.verdict_path(ev.run_id), where)
                 if ev.attestation:
-                    store.log_artifact(ev.run_id, ev.attestation["path"], "ftgate")
+                    store.log_artifact(ev.run_id, ev.attestation["path"], where)
                 if html_path is not None and html_path.is_file():
-                    store.log_artifact(ev.run_id, html_path, "ftgate")
-            except Exception as exc:  # on disk already; MLflow being down must not lose the session
-                self.echo(f"ftgate: could not push the report to MLflow run {ev.run_id}: {type(exc).__name__}: "
-                          f"{_first(exc)}")
+                    store.log_artifact(ev.run_id, html_path, where)
+                tags = {"ftgate.verdict": v.get("verdict"), "ftgate.session_id": sid, "ftgate.evidence": where,
+                        "ftgate.verdict_at": v.get("finished_at") or utcnow(), "ftgate.version": __version__,
+                        "ftgate.report_sha256": self.meta["report_sha256"] or "none",
+                        "ftgate.attestation_sha256": ev.attestation.get("sha256", "") or "none"}
+                gate_tags = {f"ftgate.gate.{_tag_key(g.get('id', ''))}": g.get("outcome") for g in v.get("gates", [])}
+                store.set_tags(ev.run_id, {**tags, **gate_tags})
+                stale = [k for k in (ev.record.tags or {}) if (k.startswith("ftgate.gate.") and k not in gate_tags)
+                         or k == "ftgate.incomplete"]
+                store.delete_tags(ev.run_id, stale)
+                self.recorded.add(ev.run_id)
+            except Exception as exc:  # on disk already; say loudly that MLflow does not hold it
+                self.failures.append(f"MLflow record of {v.get('run_name')}")
+                lines.append(f"ftgate: ERROR MLflow does NOT hold this verdict for run {ev.run_id} "
+                             f"({v.get('verdict', '?').upper()}): {type(exc).__name__}: {_first(exc)}; it is on disk "
+                             f"only: {self.sess.verdict_path(ev.run_id)}")
+        return lines
+
+
+def _tag_key(gate_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_./ " else "_" for c in gate_id)
 
 
 def _train_hash(ev: RunEvidence) -> str:

@@ -1,6 +1,7 @@
 """Promotion in the MLflow Model Registry, as aliases (MLflow deprecated stages): a gated run whose verdict is pass
-or warn becomes a version of the registered model with the alias ``candidate`` and compliance tags; a blocked or
-incomplete one never does. `ftgate promote NAME --to STAGE --approved-by WHO` moves an alias after human review
+or warn becomes a version of the registered model with the alias ``candidate`` and compliance tags — only from a
+complete session in which the integrity gate passed (the bytes on the run are the bytes that were trained); a
+blocked or partial one never does. `ftgate promote NAME --to STAGE --approved-by WHO` moves an alias after human review
 and records who and when. The stages of seed 002, None → Candidate → Staging → Production → Archived, are the
 aliases candidate, staging, production and archived; a version holds one of them at a time.
 
@@ -65,30 +66,46 @@ def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
 
 
 # -- after a gating session ----------------------------------------------------------------------------------------
-def candidate_tags(verdict: dict, dataset_hash: str, report_sha256: str, attestation_sha256: str = "") -> dict:
+def candidate_tags(verdict: dict, dataset_hash: str, report_sha256: str, attestation_sha256: str = "",
+                   evidence_uri: str = "") -> dict:
     return {
         "compliance.dataset_hash": dataset_hash or "unknown",
         "compliance.gate_status": verdict.get("verdict", "block"),
         "compliance.report_sha256": report_sha256 or "none",
         "compliance.attestation_sha256": attestation_sha256 or "none",
+        "compliance.evidence": evidence_uri or "none",  # runs:/<id>/ftgate/sessions/<session id>: kept as it was
+        "compliance.session_id": verdict.get("session_id", ""),
         "compliance.approved_by": "pending",
         "compliance.run_id": verdict.get("run_id", ""),
         "ftgate.version": __version__,
     }
 
 
+def refusal(verdict: dict, has_adapter: bool) -> str | None:
+    """Why this verdict may not become a candidate (None when it may)."""
+    status = verdict.get("verdict", "block")
+    if not verdict.get("complete"):
+        return (f"the session's verdict is partial ({verdict.get('partial_reason') or 'not every gate ran'}): only a "
+                "session that ran every gate can promote")
+    if status not in RELEASABLE:
+        return f"verdict {status}: a blocked run is never promoted"
+    integrity = [g for g in verdict.get("gates", []) if g.get("id") == "integrity"]
+    if not integrity or any(g.get("outcome") != "passed" for g in integrity):
+        why = integrity[0].get("outcome") if integrity else "not among this session's gates"
+        return f"the integrity gate did not pass ({why}): promotion needs the bytes on the run to be the trained ones"
+    if not has_adapter:
+        return "the run has no adapter artifact"
+    return None
+
+
 def promote_candidate(client: Any, name: str, verdict: dict, tags: dict, has_adapter: bool) -> dict:
     """Register the run as a version of ``name`` with alias ``candidate`` when its verdict allows it.
 
-    Returns {name, version, alias, tags} or {skipped: why}. A run that now blocks loses the ``candidate`` alias
-    if it held it from an earlier session.
-    """
+    Returns {name, version, alias, tags} or {skipped: why}; a refused run does not touch the registry."""
     run_id = verdict.get("run_id", "")
     status = verdict.get("verdict", "block")
-    if status not in RELEASABLE or verdict.get("incomplete") or not has_adapter:
-        why = (f"verdict {status}: a blocked run is never promoted" if status not in RELEASABLE else
-               "the verdict is incomplete" if verdict.get("incomplete") else "the run has no adapter artifact")
-        _withdraw(client, name, run_id, status)
+    why = refusal(verdict, has_adapter)
+    if why is not None:
         return {"name": name, "skipped": why}
     ensure_model(client, name)
     existing = [v for v in versions_of_run(client, name, run_id) if v.source == f"runs:/{run_id}/adapter"]
@@ -96,18 +113,17 @@ def promote_candidate(client: Any, name: str, verdict: dict, tags: dict, has_ada
         name, source=f"runs:/{run_id}/adapter", run_id=run_id, description=f"gated by pytest-ftgate: {status}")
     version = str(mv.version)
     held = {a for a, v in aliases(client, name).items() if v == version and a in ("staging", "production")}
+    if held:  # already past review: the evidence it was approved with stays; the stage is not moved back
+        return {"name": name, "version": version, "alias": sorted(held)[0], "tags": {}}
     for key, value in tags.items():
-        if not (held and key == "compliance.approved_by"):
-            client.set_model_version_tag(name, version, key, str(value))
-    if held:  # already past review: the new evidence is recorded, the stage is not moved back
-        return {"name": name, "version": version, "alias": sorted(held)[0], "tags": tags}
+        client.set_model_version_tag(name, version, key, str(value))
     client.set_model_version_tag(name, version, "compliance.model_stage", "candidate")
     client.set_registered_model_alias(name, "candidate", version)
     return {"name": name, "version": version, "alias": "candidate", "tags": tags}
 
 
-def _withdraw(client: Any, name: str, run_id: str, status: str) -> None:
-    """A run that does not pass any more must not stay the candidate."""
+def withdraw(client: Any, name: str, run_id: str, status: str) -> None:
+    """A run whose complete verdict no longer passes must not stay the candidate."""
     current = aliases(client, name).get("candidate")
     if not current or not run_id:
         return

@@ -1,13 +1,23 @@
-"""The state of one gating session: options, the runs under test, their verdicts and the files written.
+"""The state of one gating session: options, the runs under test, the gates the suites define for each run, their
+verdicts and the files written.
 
-No pytest here: ``plugin.py`` calls these methods from its hooks. Verdicts are written to disk after every gate
-(atomically), so a crash or Ctrl-C still leaves them; ``finish`` marks them complete and pushes them to MLflow.
+No pytest here: ``plugin.py`` calls these methods from its hooks. A verdict is written to disk after every gate
+(atomically) and reads ``partial`` until ``finish`` has checked that every gate the suites define for the run
+reached an outcome, so a crash, Ctrl-C or SIGKILL leaves a file that never says pass. Nothing is written to MLflow
+here: ``publish.py`` does that for complete verdicts only.
+
+Three roles: ``main`` (a plain session), ``controller`` (pytest-xdist's main process: resolves and trains the runs,
+hands them to the workers, collects their gate records, writes everything) and ``worker`` (runs gates, writes
+nothing; its records travel back as plain dicts on the test reports).
 """
 
 from __future__ import annotations
 
-import sys
+import json
+import os
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +26,8 @@ from .config import FtgateConfig
 from .errors import FtgateError, RunUnavailable
 from .runs import RunRecord, RunStore, embedded_artifact_root, embedded_tracking_uri
 from .verdict import GateRecord, Verdict, safe_filename, utcnow, write_json_atomic
+
+ROLES = ("main", "controller", "worker")
 
 
 @dataclass(frozen=True)
@@ -30,10 +42,12 @@ class Options:
     train: tuple[str, ...] = ()  # LLaMA-Factory configs to train (or re-use) and gate
     retrain: bool = False
     test_set: str = ""
+    test_dataset: str = ""  # dataset_info.json entry of the test set of trained configs (--ftgate-test-dataset)
     engine: str = ""  # overrides engine.kind of ftgate.yaml
     allow_pickle: bool = False
     promote: str = ""  # registered model name for promotion of passing runs
     root: str = "."  # pytest's rootdir: the embedded store and the demo config live under it
+    collect_only: bool = False  # --collect-only: resolve nothing that writes, train nothing, write nothing
 
 
 @dataclass
@@ -54,23 +68,82 @@ class RunRef:
     def test_id(self) -> str:
         return self.run_name or (self.run_id[:8] if self.run_id else self.ref)
 
+    def to_dict(self) -> dict:
+        return {"ref": self.ref, "run_id": self.run_id, "run_name": self.run_name, "error": self.error}
+
+
+def new_session_id() -> str:
+    """Sortable and unique: UTC time of the start plus 8 random hex digits."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+class OutDirLock:
+    """One gating session per output directory at a time (``<out>/.ftgate.lock``, an flock held for the session
+    and released by the kernel when the process dies). A second session meeting the first is told who holds it."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".ftgate.lock"
+        self._fh = None
+
+    def acquire(self, info: dict) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            try:
+                holder = json.loads(fh.read() or "{}")
+            except ValueError:
+                holder = {}
+            fh.close()
+            raise FtgateError(
+                f"--ftgate-out {str(self.path.parent)!r} is in use by another gating session (pid "
+                f"{holder.get('pid', '?')}, session {holder.get('session_id', '?')}, started "
+                f"{holder.get('started_at', '?')}): wait for it to finish, or pass another --ftgate-out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(info))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
 
 @dataclass
 class FtgateSession:
     options: Options
     cfg: FtgateConfig
     echo: Callable[[str], None] = print
+    role: str = "main"
+    handed_refs: list[dict] | None = None  # worker: the runs the controller resolved
+    session_id: str = field(default_factory=new_session_id)
     started_at: str = field(default_factory=utcnow)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
-    expected: dict[str, int] = field(default_factory=dict)
+    expected: dict[str, set[str]] = field(default_factory=dict)  # run key -> gate tests the suites define for it
+    selection_problems: list[str] = field(default_factory=list)  # why this session cannot be complete for any run
+    inventory_known: bool = False  # whether ``expected`` was filled by a collection (here or on a worker)
+    adapters: dict = field(default_factory=dict)  # run key -> artifacts.AdapterCopy, one download per session
     _refs: list[RunRef] | None = None
     _store: RunStore | None = None
+    _lock: OutDirLock | None = None
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes verdicts and evidence (not a worker, not --collect-only)."""
+        return self.role != "worker" and not self.options.collect_only
 
     # -- the store and the runs ----------------------------------------------------------------------
     @property
     def tracking_uri(self) -> str:
-        import os
-
         return self.options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri(
             self.options.root)
 
@@ -79,7 +152,7 @@ class FtgateSession:
         if self._store is None:
             uri = self.tracking_uri
             embedded = uri == embedded_tracking_uri(self.options.root)
-            if embedded:
+            if embedded and self.writes:
                 (Path(self.options.root) / ".ftgate").mkdir(parents=True, exist_ok=True)
             self._store = RunStore(uri, self.options.experiment or None,
                                    embedded_artifact_root(self.options.root) if embedded else None)
@@ -90,7 +163,7 @@ class FtgateSession:
         return Path(self.options.out)
 
     def check_out_dir(self) -> None:
-        """Fail before any gate runs when the output directory cannot be written."""
+        """Fail before any gate runs when the output directory cannot be written or is in use."""
         out = self.out
         try:
             (out / "verdicts").mkdir(parents=True, exist_ok=True)
@@ -100,45 +173,87 @@ class FtgateSession:
         except OSError as exc:
             raise FtgateError(f"--ftgate-out {str(out)!r} cannot be written ({exc.strerror or exc}); "
                               "pass a writable directory") from None
+        if self._lock is None:
+            lock = OutDirLock(out)
+            lock.acquire({"pid": os.getpid(), "session_id": self.session_id, "started_at": self.started_at})
+            self._lock = lock
+
+    def check_signing_key(self) -> None:
+        """A signing key that is configured but cannot sign is an error now, not an unsigned attestation later."""
+        from . import attest
+
+        try:
+            attest.configured_key()
+        except attest.AttestationError as exc:
+            raise FtgateError(str(exc)) from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def run_refs(self) -> list[RunRef]:
-        """The runs under test, resolved once: given ids/names, trained configs, or the bundled demo."""
+        """The runs under test, resolved once: given ids/names, trained configs, or the bundled demo.
+
+        Raises FtgateError (one line per bad reference) when a run cannot be found: that is bad input, for the
+        whole session. A training that fails is the run's error instead (its verdict blocks)."""
         if self._refs is not None:
             return self._refs
-        self.check_out_dir()
-        refs: list[RunRef] = []
+        if self.role == "worker" and self.handed_refs is not None:
+            self._refs = [RunRef(**d) for d in self.handed_refs]
+            return self._refs
+        if self.writes:
+            self.check_out_dir()
+            self.check_signing_key()
+        refs, bad = [], []
+        if self.options.run_ids:
+            self.store.check()  # a missing or broken store is said once, not once per run
         for ref in self.options.run_ids:
-            refs.append(self._resolve(ref))
+            try:
+                refs.append(self._resolve(ref))
+            except RunUnavailable as exc:
+                bad.append(str(exc))
+        if bad:
+            raise FtgateError("\n".join(bad))
         configs = list(self.options.train)
         if not refs and not configs:
             demo = Path(self.options.root) / "training" / "demo.yaml"
             configs = [str(demo)]
-            self.echo(f"ftgate: no --run-id given: training and gating the bundled demo run ({demo})")
+            if not self.options.collect_only:
+                self.echo(f"ftgate: no --run-id given: training and gating the bundled demo run ({demo})")
         for config in configs:
             refs.append(self._train(config))
-        self._refs = _unique_ids(refs)
-        for r in self._refs:
+        refs = _unique_ids(refs)
+        if self.writes and any(r.run_id for r in refs):
+            self.store.check_writable()  # a verdict that cannot be recorded is found out before the gates run
+        self._refs = refs
+        for r in self._refs if self.writes else ():
             self.verdicts[r.key] = Verdict(run_id=r.key, run_name=r.run_name or r.ref, started_at=self.started_at,
-                                           error=r.error, ftgate_version=__version__)
+                                           session_id=self.session_id, error=r.error, ftgate_version=__version__)
             self._write(r.key)
         return self._refs
 
     def _resolve(self, ref: str) -> RunRef:
-        try:
-            run_id, name = self.store.resolve(ref)
-            return RunRef(ref=ref, run_id=run_id, run_name=name)
-        except RunUnavailable as exc:
-            return RunRef(ref=ref, error=str(exc))
+        run_id, name = self.store.resolve(ref)
+        return RunRef(ref=ref, run_id=run_id, run_name=name)
 
     def _train(self, config: str) -> RunRef:
+        if self.options.collect_only:  # nothing is trained (or written) to list the tests
+            return RunRef(ref=config, run_name=Path(config).stem, error="not trained: --collect-only")
         from . import train
 
         try:
             run_id = train.ensure_trained(Path(config), self.store, retrain=self.options.retrain,
-                                          log_dir=self.out / "logs", echo=self.echo)
+                                          log_dir=self.out / "logs", echo=self.echo,
+                                          test_dataset=self.options.test_dataset or None,
+                                          test_set=self.options.test_set or self.cfg.quality.test_set,
+                                          require_test_set=self.cfg.quality.require_test_set)
         except FtgateError as exc:
             return RunRef(ref=config, error=f"training {config} failed: {exc}")
-        return self._resolve(run_id)
+        try:
+            return self._resolve(run_id)
+        except RunUnavailable as exc:
+            return RunRef(ref=config, run_id=run_id, error=str(exc))
 
     def load(self, ref: RunRef) -> RunRecord:
         """The run's record (read once); raises RunUnavailable when the run cannot be gated."""
@@ -149,14 +264,46 @@ class FtgateSession:
                 ref.record = self.store.load(ref.run_id)
             except RunUnavailable as exc:
                 ref.error = str(exc)
-                self.verdicts[ref.key].error = ref.error
-                self._write(ref.key)
+                if ref.key in self.verdicts:
+                    self.verdicts[ref.key].error = ref.error
+                    self._write(ref.key)
                 raise
         return ref.record
 
+    def adapter(self, run_id: str):
+        """The run's adapter as downloaded in this session (``artifacts.AdapterCopy``), once per run."""
+        if run_id not in self.adapters:
+            from .artifacts import download_adapter
+
+            cache = Path(self.options.root) / ".ftgate" / "cache" / "adapters"
+            self.adapters[run_id] = download_adapter(self.store, run_id, cache)
+        return self.adapters[run_id]
+
+    # -- the gates the suites define -----------------------------------------------------------------
+    def expect(self, run_key: str, test: str) -> None:
+        self.expected.setdefault(run_key, set()).add(test)
+        self.inventory_known = True
+
+    def inventory(self) -> dict:
+        """What this process collected, as plain data (an xdist worker sends it to the controller)."""
+        return {"expected": {k: sorted(v) for k, v in self.expected.items()},
+                "problems": list(self.selection_problems), "known": self.inventory_known}
+
+    def merge_inventory(self, inv: dict | None) -> None:
+        if not inv or not inv.get("known"):
+            return
+        for key, tests in (inv.get("expected") or {}).items():
+            for t in tests:
+                self.expect(key, t)
+        for p in inv.get("problems") or []:
+            if p not in self.selection_problems:
+                self.selection_problems.append(p)
+
     # -- verdicts ------------------------------------------------------------------------------------
     def record(self, run_key: str, gate: GateRecord) -> None:
-        verdict = self.verdicts[run_key]
+        verdict = self.verdicts.get(run_key)
+        if verdict is None or not self.writes:
+            return
         verdict.add(gate)
         self._write(run_key)
 
@@ -164,56 +311,64 @@ class FtgateSession:
         return self.out / "verdicts" / f"{safe_filename(run_key)}.json"
 
     def _write(self, run_key: str) -> None:
+        if not self.writes:
+            return
         verdict = self.verdicts[run_key]
         verdict.finished_at = utcnow()
         write_json_atomic(self.verdict_path(run_key), verdict.to_dict())
 
-    def finish(self, interrupted: bool) -> None:
-        """Mark each verdict complete or not, write it, and push it to its MLflow run."""
+    def finish(self, interrupted: bool, exitstatus: int) -> None:
+        """Decide, for each run, whether this session's verdict is complete, and write it."""
+        common = list(self.selection_problems)
+        if interrupted:
+            common.insert(0, "the session was interrupted")
+        elif exitstatus not in (0, 1):
+            common.insert(0, f"pytest ended with exit status {int(exitstatus)} (not a completed test run)")
+        if not self.inventory_known:
+            common.append("the gates the suites define are unknown (no collection was reported)")
         for key, verdict in self.verdicts.items():
-            done = len({g.test for g in verdict.gates})
-            verdict.incomplete = bool(interrupted or verdict.error or done < self.expected.get(key, 0)
-                                      or not verdict.gates)
+            expected = self.expected.get(key, set())
+            done = {g.test for g in verdict.gates}
+            missing = sorted(expected - done)
+            reasons = list(common)
+            if missing:
+                reasons.append(f"{len(missing)} of {len(expected)} gate tests did not run "
+                               f"(first: {missing[0]})")
+            if not expected and self.inventory_known:
+                reasons.append("no gate of the suites was collected for this run")
+            verdict.gates_expected = len(expected)
+            verdict.complete = not reasons
+            verdict.partial_reason = "; ".join(reasons)
             self._write(key)
-        for ref in self._refs or []:
-            if ref.run_id and not ref.error:
-                self._push(ref)
-
-    def _push(self, ref: RunRef) -> None:
-        verdict = self.verdicts[ref.key]
-        tags = {"ftgate.verdict": verdict.verdict, "ftgate.incomplete": str(verdict.incomplete).lower(),
-                "ftgate.version": __version__}
-        for g in verdict.gates:
-            tags[f"ftgate.gate.{_tag_key(g.id)}"] = g.outcome
-        try:
-            self.store.set_tags(ref.run_id, tags)
-            self.store.log_artifact(ref.run_id, self.verdict_path(ref.key), "ftgate")
-        except Exception as exc:  # the verdict is on disk; MLflow being down must not lose it
-            self.echo(f"ftgate: could not write the verdict to MLflow run {ref.run_id}: "
-                      f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                      f"(it is on disk: {self.verdict_path(ref.key)})")
 
     def any_block(self) -> bool:
         return any(v.verdict == "block" for v in self.verdicts.values())
 
+    def any_partial(self) -> bool:
+        return any(v.verdict == "partial" for v in self.verdicts.values())
+
     def summary_lines(self) -> list[str]:
         lines = []
         for key, v in self.verdicts.items():
-            label = v.verdict.upper() + (" (incomplete)" if v.incomplete else "")
-            lines.append(f"{label:<18} {v.run_name} [{key}]")
+            if v.complete:
+                label = v.verdict.upper()
+            else:
+                label = "PARTIAL"
+            lines.append(f"{label:<8} {v.run_name} [{key}]" + (
+                "" if v.complete else f" — {len({g.test for g in v.gates})} of {v.gates_expected or '?'} gate tests "
+                                      f"ran, {v.decision} so far; not a release verdict"))
+            if not v.complete:
+                lines.append(f"    partial: {v.partial_reason}")
             if v.error:
                 lines.append(f"    {v.error}")
             for g in v.failed():
                 if v.error and g.outcome == "error":
                     continue
-                val = "" if g.value is None else f" value={_short(g.value)}"
+                what = f" {g.label}" if g.label else " value"
+                val = "" if g.value is None else f"{what}={_short(g.value)}"
                 thr = "" if g.threshold is None else f" threshold={_short(g.threshold)}"
                 lines.append(f"    {g.severity:<5} {g.id} {g.name} {g.outcome}:{val}{thr} - {_short(g.message, 200)}")
         return lines
-
-
-def _tag_key(gate_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_./ " else "_" for c in gate_id)
 
 
 def _short(x: object, n: int = 60) -> str:
@@ -234,5 +389,3 @@ def _unique_ids(refs: list[RunRef]) -> list[RunRef]:
     return refs
 
 
-def eprint(msg: str) -> None:
-    print(msg, file=sys.stderr)

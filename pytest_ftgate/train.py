@@ -31,6 +31,13 @@ TAIL_LINES = 40
 TRAINED_BY = "pytest-ftgate"
 
 
+CHECKPOINT_NAMES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
+                    "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TEST_SET_WAYS = ("`--test-dataset NAME` (ftgate train) / `--ftgate-test-dataset NAME` (pytest): a dataset_info.json "
+                 "entry", "the convention: register `{stem}_test` in {info}",
+                 "a file: `quality.test_set: PATH` in ftgate.yaml / `--ftgate-test-set PATH`")
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """A validated training config: its file, its text, the LLaMA-Factory arguments with paths resolved."""
@@ -40,8 +47,9 @@ class TrainingSpec:
     args: dict
 
 
-def load_spec(config: str | Path) -> TrainingSpec:
-    """Read the YAML config; relative paths are resolved against the config file's directory."""
+def load_spec(config: str | Path, cwd: str | Path | None = None) -> TrainingSpec:
+    """Read the YAML config; relative paths are resolved against ``cwd`` (default: the working directory), as
+    ``llamafactory-cli train`` resolves them, and ``dataset_dir`` defaults to LLaMA-Factory's ``data``."""
     import yaml
 
     path = Path(config)
@@ -57,7 +65,8 @@ def load_spec(config: str | Path) -> TrainingSpec:
     for key in ("model_name_or_path", "dataset", "output_dir"):
         if not args.get(key):
             raise ConfigError(f"{path}: key {key!r} is required")
-    here = path.resolve().parent
+    here = Path(cwd or Path.cwd()).resolve()
+    args.setdefault("dataset_dir", "data")  # LLaMA-Factory's default (DataArguments.dataset_dir)
     for key in PATH_KEYS:
         value = args.get(key)
         if not isinstance(value, str) or not value or value == "ONLINE" or value.startswith("REMOTE:"):
@@ -119,7 +128,7 @@ def dataset_inputs(spec: TrainingSpec, test_dataset: str | None = None) -> tuple
 
     The test split is ``test_dataset`` or, by convention, ``<train name without _train>_test`` when registered.
     """
-    d = Path(spec.args.get("dataset_dir") or spec.path.parent / "data")
+    d = Path(spec.args["dataset_dir"])
     info_path = d / "dataset_info.json"
     try:
         info = json.loads(info_path.read_text())
@@ -133,8 +142,18 @@ def dataset_inputs(spec: TrainingSpec, test_dataset: str | None = None) -> tuple
     if test:
         splits.append((test, "test"))
     memo = audit.HashMemo()
-    out = [_dataset_entry(name, split, info, d, info_path, memo) for name, split in splits]
-    return out, {"path": str(info_path), "sha256": audit.prefixed(memo.sha256(info_path))}
+    limit = spec.args.get("max_samples")
+    out = [_dataset_entry(name, split, info, d, info_path, memo, None if split == "test" else limit)
+           for name, split in splits]
+    used = sorted({name for name, _ in splits})
+    return out, {"path": str(info_path), "entries": used, "sha256": info_entries_sha256(info, used)}
+
+
+def info_entries_sha256(info: dict, names: list[str]) -> str:
+    """The digest of the ``dataset_info.json`` entries a run used (one shared file serves every dataset: adding
+    an entry must not change the lineage of earlier runs; changing one they used must)."""
+    return audit.digest_text(json.dumps({n: info.get(n) for n in sorted(names)}, sort_keys=True,
+                                        ensure_ascii=False))
 
 
 def _names(value: Any) -> list[str]:
@@ -149,7 +168,8 @@ def _conventional_test(train_name: str, info: dict) -> str | None:
     return f"{stem}_test" if f"{stem}_test" in info else None
 
 
-def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, memo: audit.HashMemo) -> dict:
+def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, memo: audit.HashMemo,
+                   max_samples: int | None = None) -> dict:
     if name not in info:
         raise DataError(f"{info_path}: dataset {name!r} ({split}) is not registered; registered: "
                         f"{', '.join(sorted(info)) or 'none'}")
@@ -161,12 +181,15 @@ def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, 
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise DataError(f"{path}: the file of dataset {name!r} (registered in {info_path}) does not exist")
-    samples = sum(len(validate_rows(f, fmt, attr.get("columns") or {})) for f in files)
+    rows = sum(len(validate_rows(f, fmt, attr.get("columns") or {})) for f in files)
     if len(files) == 1:
         sha = audit.prefixed(memo.sha256(files[0]))
     else:
         sha = audit.digest_files([{"name": f.relative_to(path).as_posix(), "sha256": memo.sha256(f)} for f in files])
-    return {"name": name, "split": split, "path": str(path), "sha256": sha, "samples": samples, "format": fmt}
+    entry = {"name": name, "split": split, "path": str(path), "sha256": sha, "samples": rows, "format": fmt}
+    if isinstance(max_samples, int) and max_samples < rows:  # LLaMA-Factory trains the first max_samples rows
+        entry.update(samples=max_samples, rows_in_file=rows, max_samples=max_samples)
+    return entry
 
 
 def read_rows(path: Path) -> list:
@@ -240,6 +263,26 @@ def lineage_params(inputs: dict) -> dict[str, str]:
     }
 
 
+def trained_datasets(record: dict | None, params: dict) -> list[str]:
+    """The names of the datasets a run trained on: its audit record's train split, else LLaMA-Factory's
+    ``dataset`` as ``ftgate train``/``ftgate adopt`` log it (``llamafactory.dataset``)."""
+    entries = ((record or {}).get("input_artifacts") or {}).get("datasets") or []
+    names = [str(d.get("name")) for d in entries if isinstance(d, dict) and d.get("split") == "train"]
+    return names or _names(params.get("llamafactory.dataset"))
+
+
+def benchmark_out_of_scope(label: str, trained_on: tuple[str, ...], record: dict | None, params: dict) -> str:
+    """Why benchmark ``label`` does not apply to this run ("" when it does): it is scoped to runs trained on
+    ``trained_on`` (``benchmarks.tasks[].trained_on``) and this run trained on none of them."""
+    if not trained_on:
+        return ""
+    trained = trained_datasets(record, params)
+    if set(trained) & set(trained_on):
+        return ""
+    return (f"bench:{label} applies to runs trained on {', '.join(trained_on)} (benchmarks.tasks[].trained_on in "
+            f"ftgate.yaml); this run trained on {', '.join(trained) or 'datasets that are not recorded'}")
+
+
 def find_existing(store: Any, experiment_id: str, params: dict[str, str]) -> str | None:
     """The newest FINISHED run trained by pytest-ftgate with the same config, data and base model hashes."""
     clauses = [f"params.`{k}` = '{v}'" for k, v in params.items()]
@@ -251,14 +294,20 @@ def find_existing(store: Any, experiment_id: str, params: dict[str, str]) -> str
 
 # -- the entry point ----------------------------------------------------------------------------------------
 def ensure_trained(config: Path, store: Any, *, retrain: bool, log_dir: Path, echo: Callable[[str], None],
-                   test_dataset: str | None = None) -> str:
-    """The run id of a FINISHED training run of ``config`` in ``store``: an identical one re-used, else trained."""
-    spec = load_spec(config)
+                   test_dataset: str | None = None, test_set: str = "", require_test_set: bool = True,
+                   cwd: str | Path | None = None) -> str:
+    """The run id of a FINISHED training run of ``config`` in ``store``: an identical one re-used, else trained.
+
+    Relative paths of the config resolve against ``cwd`` (default: the working directory). Before anything is
+    trained the held-out test set must be known (``test_dataset``, the ``<name>_test`` entry, or a ``test_set``
+    file given to the gates): refused when none, or only warned about with ``require_test_set=False``.
+    """
+    spec = load_spec(config, cwd)
     check_known_keys(spec)
     log_dir = Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
     base = base_model_dir(spec, echo, log_dir)
     inputs = input_artifacts(spec, base, test_dataset)
+    check_test_set(spec, inputs, test_set, require_test_set, echo)
     params = lineage_params(inputs)
     experiment_id = store.experiment_id(create=True)
     if not retrain:
@@ -267,14 +316,44 @@ def ensure_trained(config: Path, store: Any, *, retrain: bool, log_dir: Path, ec
             echo(f"ftgate: re-using run {existing}: same config, data and base model hashes as {spec.path.name} "
                  "(--ftgate-retrain trains again)")
             return existing
+    check_output_dir(spec)
     return _train(spec, store, experiment_id, inputs, params, log_dir, echo)
+
+
+def check_test_set(spec: TrainingSpec, inputs: dict, test_set: str, required: bool,
+                   echo: Callable[[str], None]) -> None:
+    """Refuse (or warn about) a config with no held-out test set before the first training step."""
+    if test_set or any(d["split"] == "test" for d in inputs["datasets"]):
+        return
+    stem = _names(spec.args.get("dataset"))[0].removesuffix("_train")
+    ways = "; ".join(f"({i}) {w.format(stem=stem, info=inputs['dataset_info']['path'])}"
+                     for i, w in enumerate(TEST_SET_WAYS, 1))
+    message = (f"{spec.path}: no held-out test set, so the quality and leakage gates would have nothing to score "
+               f"after training. Give one of: {ways}")
+    if required:
+        raise ConfigError(message + " (or set quality.require_test_set: false to train without one)")
+    echo(f"ftgate: warning: {message}")
+
+
+def check_output_dir(spec: TrainingSpec) -> None:
+    """``output_dir`` is used exactly as given; like LLaMA-Factory, refuse one that already holds a model or a
+    checkpoint unless ``overwrite_output_dir`` (or ``resume_from_checkpoint``) says what to do with it."""
+    out = Path(spec.args["output_dir"])
+    if spec.args.get("overwrite_output_dir") or spec.args.get("resume_from_checkpoint") or not out.is_dir():
+        return
+    found = sorted(p.name for p in out.iterdir() if p.name in CHECKPOINT_NAMES or (
+        p.is_dir() and p.name.startswith("checkpoint-")))
+    if found:
+        raise ConfigError(f"{spec.path}: output_dir {out} already holds {', '.join(found[:3])}: LLaMA-Factory would "
+                          "refuse it or resume from its last checkpoint; set overwrite_output_dir: true, or choose "
+                          "another output_dir")
 
 
 def _train(spec: TrainingSpec, store: Any, experiment_id: str, inputs: dict, params: dict, log_dir: Path,
            echo: Callable[[str], None]) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     run_name = f"{spec.path.stem}-{stamp[:15]}"
-    args = dict(spec.args, output_dir=str(Path(spec.args["output_dir"]) / run_name))
+    args = dict(spec.args)  # output_dir exactly as configured, as llamafactory-cli train uses it
     work = log_dir / f"train-{run_name}"
     work.mkdir(parents=True, exist_ok=True)
     log_path, result_path = work / "train.log", work / "result.json"
@@ -395,12 +474,26 @@ def _read_json(path: Path) -> dict:
 
 
 # -- ftgate train ---------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
+def cli_store(tracking_uri: str, experiment: str, create: bool = False) -> Any:
+    """The store of an ``ftgate`` subcommand: ``--tracking-uri``, else $MLFLOW_TRACKING_URI, else ./.ftgate
+    (``create``: a missing store may be created, as training does)."""
     from .runs import RunStore, embedded_artifact_root, embedded_tracking_uri
 
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    artifacts = None
+    if not uri:
+        Path(".ftgate").mkdir(exist_ok=True)
+        uri, artifacts = embedded_tracking_uri("."), embedded_artifact_root(".")
+    elif uri.startswith("sqlite:///"):  # beside the database, not MLflow's default ./mlruns of the cwd
+        artifacts = str(Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts")
+    return RunStore(uri, experiment or None, artifacts, create=create)
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ftgate train", description="Train a LLaMA-Factory config with full "
                                  "lineage in MLflow (or re-use an identical finished run); prints the run id.")
-    ap.add_argument("config", metavar="CONFIG", help="LLaMA-Factory YAML (relative paths: from its directory)")
+    ap.add_argument("config", metavar="CONFIG", help="LLaMA-Factory YAML, as for `llamafactory-cli train` "
+                    "(relative paths: from the working directory)")
     ap.add_argument("--tracking-uri", default="", metavar="URI",
                     help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./.ftgate/mlflow.db)")
     ap.add_argument("--experiment", default="", metavar="NAME", help="MLflow experiment (default: ftgate)")
@@ -408,18 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-dir", default="ftgate-results/logs", metavar="DIR", help="training logs (%(default)s)")
     ap.add_argument("--test-dataset", default=None, metavar="NAME",
                     help="dataset_info.json entry of the held-out test set (default: <train name>_test)")
+    ap.add_argument("--allow-no-test-set", action="store_true",
+                    help="train even when no held-out test set is known (warned; default: refused before training)")
     ns = ap.parse_args(argv)
-    uri = ns.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    artifacts = None
-    if not uri:
-        Path(".ftgate").mkdir(exist_ok=True)
-        uri, artifacts = embedded_tracking_uri("."), embedded_artifact_root(".")
-    elif uri.startswith("sqlite:///"):  # beside the database, not MLflow's default ./mlruns of the cwd
-        artifacts = str(Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts")
-    store = RunStore(uri, ns.experiment or None, artifacts)
+    store = cli_store(ns.tracking_uri, ns.experiment, create=True)
     try:
         run_id = ensure_trained(Path(ns.config), store, retrain=ns.retrain, log_dir=Path(ns.log_dir),
-                                echo=lambda m: print(m, file=sys.stderr), test_dataset=ns.test_dataset)
+                                echo=lambda m: print(m, file=sys.stderr), test_dataset=ns.test_dataset,
+                                require_test_set=not ns.allow_no_test_set)
     except FtgateError as exc:
         print(f"ftgate train: {exc}", file=sys.stderr)
         return 1

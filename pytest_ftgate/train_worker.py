@@ -120,23 +120,36 @@ def _tags(job: dict) -> dict[str, str]:
     return tags
 
 
+def output_files(out: Path) -> tuple[list[Path], list[Path], list[dict]]:
+    """What LLaMA-Factory left in ``output_dir``: (adapter files, trainer outputs, adapter files with sha256).
+
+    The adapter is every top-level file but the trainer's own outputs and plots (checkpoints are folders).
+    Raises RuntimeError when there is no ``adapter_model.*``.
+    """
+    from . import audit
+
+    adapter_files = [p for p in sorted(out.iterdir()) if p.is_file() and p.name not in ADAPTER_SKIP
+                     and not p.name.endswith(".png")]
+    if not any(p.name.startswith("adapter_model") for p in adapter_files):
+        raise RuntimeError(f"LLaMA-Factory wrote no adapter_model.* into {out}")
+    trainer = [p for p in sorted(out.iterdir()) if p.is_file() and (p.name in ADAPTER_SKIP[1:]
+                                                                     or p.name.endswith(".png"))]
+    memo = audit.HashMemo()
+    files = [{"name": p.name, "sha256": audit.prefixed(memo.sha256(p)), "size": p.stat().st_size}
+             for p in adapter_files]
+    return adapter_files, trainer, files
+
+
 def log_outputs(mlflow: Any, job: dict, record: dict, run: Any) -> None:
     """The adapter as ``adapter/``, trainer outputs as ``training/``, the audit record and pip freeze."""
     from . import audit
 
     out = Path(job["args"]["output_dir"])
-    adapter_files = [p for p in sorted(out.iterdir()) if p.is_file() and p.name not in ADAPTER_SKIP
-                     and not p.name.endswith(".png")]
-    if not any(p.name.startswith("adapter_model") for p in adapter_files):
-        raise RuntimeError(f"LLaMA-Factory wrote no adapter_model.* into {out}")
-    memo = audit.HashMemo()
-    files = [{"name": p.name, "sha256": audit.prefixed(memo.sha256(p)), "size": p.stat().st_size}
-             for p in adapter_files]
+    adapter_files, trainer, files = output_files(out)
     for p in adapter_files:
         mlflow.log_artifact(str(p), "adapter")
-    for p in sorted(out.iterdir()):
-        if p.is_file() and (p.name in ADAPTER_SKIP[1:] or p.name.endswith(".png")):
-            mlflow.log_artifact(str(p), "training")
+    for p in trainer:
+        mlflow.log_artifact(str(p), "training")
     training = audit.training_summary(
         start=record.get("start", _utc()), end=record.get("end", _utc()),
         duration=record.get("t1", time.time()) - record.get("t0", time.time()), state=record.get("state", {}),

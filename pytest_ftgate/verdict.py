@@ -1,18 +1,30 @@
-"""The verdict of one run: gate records, the pass/warn/block decision, and its atomic JSON file. No pytest.
+"""The verdict of one run: gate records, the pass/warn/block/partial decision, and its atomic JSON file. No pytest.
+
+A verdict is a release decision only when its session ran every gate the suites define for the run: until
+``FtgateSession.finish`` says so it is ``partial`` — also on disk, so a file left by a killed session never
+reads as a pass.
 
 Schema of ``<out>/verdicts/<run_id>.json`` (every field always present):
-  run_id         MLflow run id (or the reference given, when the run could not be resolved)
-  run_name       MLflow run name
-  verdict        "pass" | "warn" | "block": block when a block gate failed or errored, or the run is unusable;
-                 warn when a warn gate failed; pass otherwise
-  incomplete     true when not every collected gate finished (Ctrl-C, crash) or the run could not be read
-  error          why the run could not be gated ("" when it could)
-  gates          [{id, name, severity, outcome, value, threshold, message, test, details}]
-                 outcome: "passed" | "failed" | "error" | "skipped"
-  started_at     ISO 8601 UTC, when gating of the session began
-  finished_at    ISO 8601 UTC, when this file was last written
-  ftgate_version the plugin's version
-  report_sha256  sha256 of the HTML report, once written ("" before)
+  run_id          MLflow run id (or the reference given, when the run could not be resolved)
+  run_name        MLflow run name
+  session_id      the gating session that wrote this file (its evidence lives under ftgate/sessions/<id>/ on the run)
+  verdict         "pass" | "warn" | "block" | "partial". partial: not every gate the suites define for the run reached
+                  an outcome in this session (a -k/-m/--lf/node-id selection, --collect-only, Ctrl-C, a crash, an
+                  internal error) — never a release decision. Otherwise block when a block gate failed or errored or
+                  the run is unusable; warn when a warn gate failed; pass otherwise
+  complete        true when every gate the suites define for the run reached an outcome (then verdict != partial)
+  incomplete      not complete (kept for readers of schema 1)
+  partial_reason  why the verdict is partial ("" when complete)
+  decision        what the gates that ran say (pass/warn/block), also for a partial verdict
+  gates_expected  how many gate tests the suites define for the run (0 when unknown, e.g. after a crash)
+  gates_run       how many of them reached an outcome
+  error           why the run could not be gated ("" when it could)
+  gates           [{id, name, severity, outcome, value, label, threshold, message, test, details}]
+                  outcome: "passed" | "failed" | "error" | "skipped"; label names the value (what and unit)
+  started_at      ISO 8601 UTC, when gating of the session began
+  finished_at     ISO 8601 UTC, when this file was last written
+  ftgate_version  the plugin's version
+  report_sha256   sha256 of the HTML report, once written ("" before)
 """
 
 from __future__ import annotations
@@ -25,9 +37,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-OUTCOMES = ("passed", "failed", "error", "skipped")
-
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -44,11 +53,13 @@ class GateRecord:
     message: str = ""
     test: str = ""
     details: dict = field(default_factory=dict)
+    label: str = ""  # what ``value`` is, with its unit (e.g. "improvement_pct (%)")
 
-    @property
-    def counts_against(self) -> bool:
-        """A failed or errored gate of this severity that changes the decision."""
-        return self.outcome in ("failed", "error") and self.severity in ("block", "warn")
+    @classmethod
+    def from_dict(cls, d: dict) -> "GateRecord":
+        """The record as it crossed a process boundary (pytest-xdist) or was read back from a verdict file."""
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -57,14 +68,27 @@ class Verdict:
     run_name: str
     started_at: str
     gates: list[GateRecord] = field(default_factory=list)
-    incomplete: bool = True
+    session_id: str = ""
+    complete: bool = False
+    partial_reason: str = "the session has not finished"
+    gates_expected: int = 0
     error: str = ""
     finished_at: str = ""
     ftgate_version: str = ""
     report_sha256: str = ""
 
     @property
+    def incomplete(self) -> bool:
+        return not self.complete
+
+    @property
     def verdict(self) -> str:
+        """The release decision; ``partial`` unless every gate the suites define for the run reached an outcome."""
+        return self.decision if self.complete else "partial"
+
+    @property
+    def decision(self) -> str:
+        """What the gates that ran say, complete or not."""
         if self.error:
             return "block"
         if any(g.severity == "block" and g.outcome in ("failed", "error") for g in self.gates):
@@ -84,8 +108,14 @@ class Verdict:
         d = {
             "run_id": self.run_id,
             "run_name": self.run_name,
+            "session_id": self.session_id,
             "verdict": self.verdict,
+            "complete": self.complete,
             "incomplete": self.incomplete,
+            "partial_reason": "" if self.complete else self.partial_reason,
+            "decision": self.decision,
+            "gates_expected": self.gates_expected,
+            "gates_run": len({g.test for g in self.gates}),
             "error": self.error,
             "gates": [asdict(g) for g in self.gates],
             "started_at": self.started_at,
@@ -117,20 +147,34 @@ def json_safe(obj: Any) -> Any:
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    One file-mode policy for every output (verdicts, reports, attestations): 0666 less the umask, as ``open``
+    would create it (mkstemp alone makes 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(json_safe(data), fh, indent=2, sort_keys=False, allow_nan=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def safe_filename(run_id: str) -> str:

@@ -76,7 +76,7 @@ def copy_demo_tree(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """The bundled demo, trained once per session (CPU, LLaMA-Factory in a child) and downloaded."""
-    from pytest_ftgate import audit, demo, train
+    from pytest_ftgate import artifacts, demo, train
     from pytest_ftgate.runs import (
         RunStore,
         embedded_artifact_root,
@@ -89,8 +89,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     store = RunStore(uri, None, artifacts)
     log_dir = root / "logs"
     run_id = train.ensure_trained(root / "training" / "demo.yaml", store, retrain=False, log_dir=log_dir,
-                                  echo=lambda m: None)
-    adapter_dir = audit.fetch_adapter(store, run_id, root / ".ftgate" / "cache" / "adapters")
+                                  echo=lambda m: None, cwd=root)  # the demo's paths are relative to its root
+    adapter_dir = artifacts.fetch_verified(store, run_id, root / ".ftgate" / "cache" / "adapters")
     return DemoRun(root=root, config=root / "training" / "demo.yaml", tracking_uri=uri, artifact_root=artifacts,
                    run_id=run_id, adapter_dir=adapter_dir, base_model_dir=demo.default_base_dir(root),
                    log_dir=log_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_ftgate import audit
+from pytest_ftgate import artifacts, audit
 from pytest_ftgate.errors import IntegrityError, RunUnavailable
 
 
@@ -159,22 +159,22 @@ def test_the_recorded_training_timeline_steps_and_checkpoints_agree_with_mlflow(
 
 # -- the adapter fixture's download ------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_the_adapter_is_cached_by_its_sha256_and_reused(demo_run, tmp_path):
+def test_the_adapter_is_cached_by_the_sha256_of_its_bytes_and_reused(demo_run, tmp_path):
     store = demo_run.store()
-    first = audit.fetch_adapter(store, demo_run.run_id, tmp_path)
+    first = artifacts.fetch_verified(store, demo_run.run_id, tmp_path)
     digest = store.client.get_run(demo_run.run_id).data.params["ftgate.adapter_sha256"]
     assert first.name == digest.removeprefix("sha256:")
     mtime = (first / "adapter_model.safetensors").stat().st_mtime_ns
-    assert audit.fetch_adapter(store, demo_run.run_id, tmp_path) == first
-    assert (first / "adapter_model.safetensors").stat().st_mtime_ns == mtime  # not downloaded again
+    assert artifacts.fetch_verified(store, demo_run.run_id, tmp_path) == first
+    assert (first / "adapter_model.safetensors").stat().st_mtime_ns == mtime  # the cache entry is kept
 
 
 @pytest.mark.slow
 def test_a_cached_adapter_that_was_altered_is_downloaded_again(demo_run, tmp_path):
     store = demo_run.store()
-    first = audit.fetch_adapter(store, demo_run.run_id, tmp_path)
+    first = artifacts.fetch_verified(store, demo_run.run_id, tmp_path)
     (first / "adapter_config.json").write_text("{}")
-    again = audit.fetch_adapter(store, demo_run.run_id, tmp_path)
+    again = artifacts.fetch_verified(store, demo_run.run_id, tmp_path)
     assert sha(again / "adapter_config.json") == sha(Path(demo_run.adapter_dir) / "adapter_config.json")
 
 
@@ -205,8 +205,10 @@ def tampered_copy(demo_run, tmp_path) -> str:
 def test_an_adapter_artifact_that_differs_from_its_audit_record_is_refused(demo_run, tmp_path):
     run_id = tampered_copy(demo_run, tmp_path)
     with pytest.raises(IntegrityError, match=r"adapter_config\.json: recorded sha256:[0-9a-f]+, downloaded sha256:"):
-        audit.fetch_adapter(demo_run.store(), run_id, tmp_path / "cache")
-    assert not any(p.name != ".memo" for p in (tmp_path / "cache").iterdir() if not p.name.startswith("."))
+        artifacts.fetch_verified(demo_run.store(), run_id, tmp_path / "cache")
+    copy = artifacts.download_adapter(demo_run.store(), run_id, tmp_path / "cache")
+    assert copy.path.name == copy.digest.removeprefix("sha256:")  # cached as what it is, not as what was recorded
+    assert copy.digest != demo_run.store().client.get_run(run_id).data.params["ftgate.adapter_sha256"]
 
 
 def test_a_run_without_an_adapter_digest_is_not_downloaded(tmp_path):
@@ -217,4 +219,4 @@ def test_a_run_without_an_adapter_digest_is_not_downloaded(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     run_id = make_run(uri, "plain-llamafactory", {"loss": [(1, 2.0), (2, 1.0)]})
     with pytest.raises(RunUnavailable, match="no `ftgate.adapter_sha256` param"):
-        audit.fetch_adapter(RunStore(uri), run_id, tmp_path / "cache")
+        artifacts.fetch_verified(RunStore(uri), run_id, tmp_path / "cache")

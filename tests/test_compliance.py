@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from pytest_ftgate import compliance, train
+from pytest_ftgate import adopt, compliance, train
 from pytest_ftgate.audit import digest_files
 from pytest_ftgate.compliance import LoadedRecord
 from pytest_ftgate.errors import IntegrityError
@@ -98,6 +98,38 @@ def test_a_plain_llamafactory_run_fails_g6_with_what_to_add():
     for section in compliance.SECTIONS.values():
         assert section in msg
     assert "ftgate train <config.yaml>" in msg and "--ftgate-train" in msg
+    assert "ftgate adopt <run> --config <config.yaml>" in msg  # the way without retraining
+
+
+def _adopted(record: dict) -> dict:
+    """``record`` as ``ftgate adopt`` writes it: the training process's own fields empty and listed."""
+    rec = copy.deepcopy(record)
+    rec["reproducibility"] = adopt.unestablished_reproducibility({"seed": 42})
+    rec["provenance"] = "adopted"
+    rec["adopted"] = {"at": "2026-01-02T00:00:00Z", "by": "pytest-ftgate 0", "not_established": [
+        "reproducibility.environment: the versions", "reproducibility.hardware: the device",
+        "reproducibility.determinism: settings", "audit/pip_freeze.txt: packages"]}
+    return rec
+
+
+def test_an_adopted_run_fails_g6_naming_what_was_not_established_and_takes_the_adopted_policy(run):
+    check = compliance.completeness(LoadedRecord(_adopted(run[1])), RUN)
+    assert not check.passed and check.details["adopted"] is True
+    assert check.value == "adopted, 8 field(s) not established"
+    assert "reproducibility.environment.torch_version" in check.message and "pip_freeze" in check.message
+    assert "audit.adopted" in check.message
+    assert compliance.adopted_severity(check, "warn") == "warn"
+    assert compliance.adopted_severity(check, "block") == "block"
+
+
+def test_an_adopted_run_missing_more_than_it_lists_fails_g6_at_the_gates_own_severity(run):
+    rec = _adopted(run[1])
+    del rec["input_artifacts"]["datasets"][0]["sha256"]
+    check = compliance.completeness(LoadedRecord(rec), RUN)
+    assert not check.passed and "input_artifacts.datasets[0].sha256" in check.details["missing"]
+    assert compliance.adopted_severity(check, "warn") is None
+    ok = compliance.completeness(LoadedRecord(run[1]), RUN)
+    assert ok.passed and compliance.adopted_severity(ok, "warn") is None
 
 
 # -- integrity ------------------------------------------------------------------------------------------
@@ -192,7 +224,41 @@ def test_dataset_hashes_are_recomputed_as_training_records_them(tmp_path, monkey
     spec = train.TrainingSpec(tmp_path / "t.yaml", "", {"dataset_dir": str(d), "dataset": "parts,one"})
     recorded, info = train.dataset_inputs(spec)
     assert [compliance.dataset_sha256(e["path"]) for e in recorded] == [e["sha256"] for e in recorded]
-    assert compliance.sha256_file(info["path"]) == info["sha256"]
+    assert info["entries"] == ["one", "parts"]  # only the entries the run used, not the whole shared file
+    assert train.info_entries_sha256(json.loads((d / "dataset_info.json").read_text()), ["parts", "one"]) == \
+        info["sha256"]
+
+
+def _entries_record(run):
+    """The record of ``run`` with dataset_info hashed the way training records it now: the entries it used."""
+    paths, rec = run
+    rec = copy.deepcopy(rec)
+    info_path = paths["data"] / "dataset_info.json"
+    used = sorted(d["name"] for d in rec["input_artifacts"]["datasets"])
+    rec["input_artifacts"]["dataset_info"] = {"path": str(info_path), "entries": used,
+                                              "sha256": train.info_entries_sha256(json.loads(info_path.read_text()),
+                                                                                  used)}
+    return paths, rec, info_path
+
+
+def test_a_new_dataset_info_entry_does_not_fail_an_earlier_runs_integrity(run):
+    paths, rec, info_path = _entries_record(run)
+    info = json.loads(info_path.read_text())
+    info["someone_elses_data"] = {"file_name": "other.json", "formatting": "sharegpt"}
+    info_path.write_text(json.dumps(info, indent=2))
+    check = compliance.integrity(rec, paths["adapter"], lineage_params(rec["input_artifacts"]))
+    assert check.passed, check.message
+
+
+def test_a_changed_dataset_info_entry_the_run_used_fails_integrity(run):
+    paths, rec, info_path = _entries_record(run)
+    info = json.loads(info_path.read_text())
+    info["demo_train"]["columns"] = {"prompt": "question"}
+    info_path.write_text(json.dumps(info))
+    check = compliance.integrity(rec, paths["adapter"])
+    assert not check.passed
+    assert "dataset_info.json entries demo_test, demo_train, demo_validation" in check.message
+    assert "has changed since training" in check.message
 
 
 def test_missing_lineage_params_are_named_by_g6(run):

@@ -246,3 +246,43 @@ def test_json_lines_and_a_folder_of_files_are_scanned_alike(tmp_path):
     assert [(f.path.endswith(("a.jsonl", "b.json")), f.rows) for f in scan.files] == [(True, 3), (True, 4)]
     assert scan.duplicate_examples == [((str(folder / "b.json"), 4), (str(folder / "a.jsonl"), 1))]
     assert "b.json row 4 = row 1 of a.jsonl" in data.duplicates_check(scan, 0.0).message
+
+
+# -- what was trained: max_samples ------------------------------------------------------------------------
+def lineage_files(tmp_path, train_rows, test_rows, max_samples=None):
+    """Data files as the audit record lists them (``from_lineage``), with LLaMA-Factory's max_samples recorded."""
+    d = tmp_path / "lineage"
+    d.mkdir(parents=True)
+    write(d / "train.json", train_rows)
+    write(d / "test.json", test_rows)
+    (d / "dataset_info.json").write_text(json.dumps({"tr": {"file_name": "train.json"},
+                                                     "te": {"file_name": "test.json"}}))
+    train = {"name": "tr", "split": "train", "path": str(d / "train.json"), "format": "alpaca",
+             "samples": max_samples or len(train_rows)}
+    if max_samples:
+        train.update(max_samples=max_samples, rows_in_file=len(train_rows))
+    test = {"name": "te", "split": "test", "path": str(d / "test.json"), "format": "alpaca",
+            "samples": len(test_rows)}
+    return data.from_lineage([train, test], str(d / "dataset_info.json"))
+
+
+def test_leakage_counts_only_the_rows_llamafactory_trained_under_max_samples(tmp_path):
+    train = [alpaca(i) for i in range(100)]
+    test = [alpaca(i) for i in range(90, 100)]  # all ten lie after the first 50 rows: never trained
+    limited = data.scan(lineage_files(tmp_path, train, test, max_samples=50))
+    check = data.leakage_check(limited, 0.0)
+    assert check.passed, check.message
+    assert limited.train_rows == 50
+    assert "max_samples 50" in data.schema_check(limited).message
+    whole = data.scan(lineage_files(tmp_path / "b", train, test))
+    assert not data.leakage_check(whole, 0.0).passed  # without max_samples all ten leak
+
+
+def test_pii_is_reported_only_in_the_rows_that_were_trained(tmp_path):
+    train = [alpaca(i) for i in range(100)]
+    train[10] = alpaca(10, input="write to jan.kowalski@example.com")
+    train[80] = alpaca(80, input="call +48 601 234 567")
+    check = data.pii_check(data.scan(lineage_files(tmp_path, train, [alpaca(500)], max_samples=50)))
+    assert not check.passed
+    assert "email ×1 (row 11)" in check.message and "phone" not in check.message
+    assert "possible PII in 1 of 51 rows" in check.message

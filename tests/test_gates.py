@@ -111,3 +111,23 @@ def test_an_eval_loss_history_of_only_nan_says_the_evaluation_diverged():
     h["eval_loss"] = [(s, float("nan")) for s, _ in h["eval_loss"]]
     check = gates.generalization(h, T)
     assert not check.passed and "none of the 8 eval_loss values is finite" in check.message
+
+
+def test_a_run_that_crashed_at_step_0_is_named_failed_not_missing_report_to():
+    failed = gates.stability({"system/cpu_utilization_percentage": [(0, 50.0)]}, T, status="FAILED",
+                             params={"report_to": "['mlflow']"})
+    assert not failed.passed and "the run is FAILED and has no logged training steps" in failed.message
+    assert "report_to" not in failed.message
+    stopped = gates.stability({}, T, status="FINISHED", params={"report_to": "['mlflow']", "logging_steps": "5"})
+    assert not stopped.passed and "stopped at step 0" in stopped.message and "report_to: mlflow)" in stopped.message
+    assert "when the config sets `report_to: mlflow`" in gates.stability({}, T, status="FINISHED").message
+
+
+def test_every_training_gate_value_carries_its_name_and_unit():
+    h = H.clean()
+    checks = {"G1": gates.stability(h, T), "G2": gates.convergence(h, T), "G3": gates.generalization(h, T),
+              "resources": gates.resources(h, 3600.0, Resources()), "G1 empty": gates.stability({}, T),
+              "G2 short": gates.convergence({}, T), "G3 empty": gates.generalization({}, T)}
+    assert all(c.label for c in checks.values()), {k: c.label for k, c in checks.items()}
+    assert checks["G2"].label.startswith("improvement_pct (%")
+    assert checks["G3"].label.startswith("eval_train_ratio")

@@ -41,17 +41,64 @@ def test_jsonl_and_sharegpt_rows_are_read(tmp_path):
     assert [(s.messages, s.reference) for s in ts.samples] == [((("user", "2+2?"),), "4"), ((("user", "hi"),), "hello")]
 
 
-def test_rows_without_a_reference_are_skipped_and_counted(tmp_path):
+def test_rows_without_a_prompt_or_reference_are_an_error_naming_the_file_and_rows(tmp_path):
+    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(10)]
+    rows[2]["output"], rows[6] = "", {"input": "", "output": "x"}
+    with pytest.raises(DataError) as exc:
+        predict.load_test_set(write(tmp_path / "t.json", rows))
+    msg = str(exc.value)
+    assert "t.json" in msg and "2 of 10 rows cannot be scored" in msg
+    assert "row 3: no reference answer" in msg and "row 7: no prompt" in msg
+    assert "quality.bad_rows: warn" in msg and "\n" not in msg
+
+
+def test_with_bad_rows_warn_the_rows_are_left_out_and_named_in_the_problems(tmp_path):
     rows = [{"instruction": "a", "output": "x"}, {"instruction": "b", "output": ""}, {"instruction": "c"}]
-    ts = predict.load_test_set(write(tmp_path / "t.json", rows))
-    assert len(ts.samples) == 1 and ts.skipped == ("row 1: no reference answer", "row 2: no reference answer")
+    ts = predict.load_test_set(write(tmp_path / "t.json", rows), bad_rows="warn")
+    assert len(ts.samples) == 1
+    assert ts.skipped == ("row 2: no reference answer (output, or a last assistant turn)",
+                          "row 3: no reference answer (output, or a last assistant turn)")
+    (problem,) = ts.problems
+    assert "t.json" in problem and "2 row(s) left out" in problem and "row 2" in problem
+
+
+def test_the_quality_gates_show_the_test_set_warning(tmp_path):
+    rows = [{"instruction": f"q{i}", "output": REFS[i]} for i in range(4)] + [{"instruction": "no answer"}]
+    ts = predict.load_test_set(write(tmp_path / "t.json", rows), bad_rows="warn")
+    cand, base = answers("cand", REFS[:4], REFS[:4]), answers("base", REFS[:4], REFS[:4])
+    cand.problems = ts.problems
+    g5 = predict.task_quality(cand, {"exact_match": 0.5}, "qa", [])
+    g4 = predict.baseline_gate(cand, [base], Quality())
+    for check in (g4, g5):
+        assert "WARNING: test set" in check.message and "row 5: no reference answer" in check.message
+        assert check.details["test_set_problems"] == ts.problems
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is empty"),
+    (b"  \n", "is empty"),
+    (b"[]", "has no rows"),
+    (b'[{"instruction": "a", "output": "b"},', "ends after row 1 without its closing ']'"),
+    (b'[{"instruction": "a" "output": "b"}]', "not valid JSON at row 1"),
+    (b'{"instruction": "a", "output": "b"}\n{"instruction": "c", oops}\n', "1 of 2 lines are not valid JSON: row 2"),
+    (b'{\n "instruction": "a",\n "output": "b"\n}\n', "is one JSON object, not rows"),
+    ('[{"instruction": "caf\u00e9", "output": "b"}]'.encode("latin-1"), "is not UTF-8 text (byte 0xe9 at offset 21, line 1"),
+    (b'[1, {"instruction": "a", "output": "b"}]', "row 1: not an object (int)"),
+])
+def test_a_malformed_test_set_is_one_line_naming_the_file_and_the_fix(tmp_path, content, expected):
+    f = tmp_path / "bad.json"
+    f.write_bytes(content)
+    with pytest.raises(DataError) as exc:
+        predict.load_test_set(f)
+    msg = str(exc.value)
+    assert expected in msg and "bad.json" in msg and "\n" not in msg
 
 
 def test_an_empty_test_set_is_refused(tmp_path):
     with pytest.raises(DataError, match="has no rows"):
         predict.load_test_set(write(tmp_path / "t.json", []))
-    with pytest.raises(DataError, match="none of its 1 rows has both"):
-        predict.load_test_set(write(tmp_path / "u.json", [{"instruction": "x"}]))
+    with pytest.raises(DataError, match="1 of 1 rows cannot be scored"):
+        predict.load_test_set(write(tmp_path / "u.json", [{"instruction": "x"}]), bad_rows="warn")
 
 
 def test_the_recorded_test_file_is_used_and_hash_checked(tmp_path):

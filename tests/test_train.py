@@ -58,34 +58,87 @@ def test_a_config_without_a_dataset_names_the_key(tmp_path):
         train.load_spec(path)
 
 
-def test_relative_paths_are_resolved_against_the_config_directory(tmp_path):
+def test_relative_paths_are_resolved_against_the_working_directory_as_llamafactory_does(tmp_path, monkeypatch):
     root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
     spec = train.load_spec(root / "training" / "demo.yaml")
     assert spec.args["dataset_dir"] == str((root / "fixtures" / "data").resolve())
     assert spec.args["model_name_or_path"] == str((root / ".ftgate" / "ftgate-demo-base").resolve())
     assert spec.args["report_to"] == ["mlflow"]
-    other = train.load_spec(write_config(root, "other.yaml", output_dir="saves/x", model_name_or_path="org/model"))
-    assert other.args["output_dir"] == str((root / "training" / "saves" / "x").resolve())
+    other = train.load_spec(write_config(root, "other.yaml", output_dir="saves/x", model_name_or_path="org/model",
+                                         dataset_dir=None))
+    assert other.args["output_dir"] == str((root / "saves" / "x").resolve())
+    assert other.args["dataset_dir"] == str((root / "data").resolve())  # LLaMA-Factory's default dataset_dir
     assert other.args["model_name_or_path"] == "org/model"  # a hub id stays one (and is refused before training)
+    assert train.load_spec(root / "training" / "demo.yaml", cwd=tmp_path).args["dataset_dir"] == str(
+        (tmp_path / "fixtures" / "data").resolve())
 
 
-def test_a_hub_model_id_is_refused_before_training(tmp_path):
+def test_a_non_empty_output_dir_is_refused_unless_overwrite_output_dir(tmp_path):
+    out = tmp_path / "saves"
+    out.mkdir()
+    spec = train.TrainingSpec(tmp_path / "t.yaml", "", {"output_dir": str(out)})
+    train.check_output_dir(spec)  # empty: fine
+    (out / "adapter_model.safetensors").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"t\.yaml: output_dir .*saves already holds adapter_model\.safetensors.*"
+                                          r"set overwrite_output_dir: true"):
+        train.check_output_dir(spec)
+    train.check_output_dir(train.TrainingSpec(spec.path, "", {"output_dir": str(out), "overwrite_output_dir": True}))
+
+
+def test_a_config_without_a_test_set_is_refused_before_training_naming_the_three_ways(tmp_path, monkeypatch):
     root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
+    info = root / "fixtures" / "data" / "dataset_info.json"
+    entries = json.loads(info.read_text())
+    del entries["translate_test"]
+    info.write_text(json.dumps(entries))
+    spec = train.load_spec(root / "training" / "demo.yaml")
+    inputs = {"datasets": train.dataset_inputs(spec)[0], "dataset_info": {"path": str(info)}}
+    with pytest.raises(ConfigError) as exc:
+        train.check_test_set(spec, inputs, "", True, print)
+    msg = str(exc.value)
+    assert "demo.yaml: no held-out test set" in msg
+    assert "--test-dataset NAME" in msg and "--ftgate-test-dataset NAME" in msg
+    assert "register `translate_test` in" in msg and "quality.test_set: PATH" in msg
+    assert "quality.require_test_set: false" in msg
+    warned = []
+    train.check_test_set(spec, inputs, "", False, warned.append)
+    assert warned and warned[0].startswith("ftgate: warning:")
+    train.check_test_set(spec, inputs, str(root / "fixtures/data/translate_test.json"), True, print)  # a file
+
+
+def test_max_samples_is_recorded_per_trained_dataset_but_not_for_the_test_split(tmp_path, monkeypatch):
+    root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
+    spec = train.load_spec(write_config(root, "small.yaml", max_samples=100))
+    datasets, info = train.dataset_inputs(spec)
+    assert [(d["name"], d["samples"], d.get("max_samples"), d.get("rows_in_file")) for d in datasets] == [
+        ("translate_train", 100, 100, 1200), ("translate_validation", 64, None, None),
+        ("translate_test", 64, None, None)]
+    assert info["entries"] == ["translate_test", "translate_train", "translate_validation"]
+
+
+def test_a_hub_model_id_is_refused_before_training(tmp_path, monkeypatch):
+    root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
     spec = train.load_spec(write_config(root, "hub.yaml", model_name_or_path="meta-llama/Meta-Llama-3-8B"))
     with pytest.raises(ConfigError, match=r"hub\.yaml: model_name_or_path 'meta-llama/Meta-Llama-3-8B' is not a "
                                           r"local model directory"):
         train.base_model_dir(spec, print, tmp_path / "logs")
 
 
-def test_a_dataset_missing_from_dataset_info_is_named(tmp_path):
+def test_a_dataset_missing_from_dataset_info_is_named(tmp_path, monkeypatch):
     root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
     spec = train.load_spec(write_config(root, "x.yaml", dataset="translate_tran"))
     with pytest.raises(DataError, match=r"dataset_info\.json: dataset 'translate_tran' \(train\) is not registered"):
         train.dataset_inputs(spec)
 
 
-def test_an_alpaca_row_without_output_is_named_by_file_and_row(tmp_path):
+def test_an_alpaca_row_without_output_is_named_by_file_and_row(tmp_path, monkeypatch):
     root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
     data = root / "fixtures" / "data" / "translate_train.json"
     rows = json.loads(data.read_text())
     del rows[7]["output"]
@@ -95,8 +148,9 @@ def test_an_alpaca_row_without_output_is_named_by_file_and_row(tmp_path):
         train.dataset_inputs(spec)
 
 
-def test_the_test_split_is_recorded_but_never_trained_on(tmp_path):
+def test_the_test_split_is_recorded_but_never_trained_on(tmp_path, monkeypatch):
     root = copy_demo_tree(tmp_path / "root")
+    monkeypatch.chdir(root)
     spec = train.load_spec(root / "training" / "demo.yaml")
     datasets, _ = train.dataset_inputs(spec)
     assert [(d["name"], d["split"], d["samples"]) for d in datasets] == [
@@ -137,7 +191,7 @@ def test_the_demo_trains_into_one_finished_mlflow_run_with_llamafactory_metrics_
 def test_the_same_config_data_and_base_model_reuse_the_finished_run(demo_run):
     messages = []
     again = train.ensure_trained(demo_run.config, demo_run.store(), retrain=False, log_dir=demo_run.log_dir,
-                                 echo=messages.append)
+                                 echo=messages.append, cwd=demo_run.root)
     assert again == demo_run.run_id
     assert "re-using run" in messages[0]
 
@@ -146,7 +200,7 @@ def test_the_same_config_data_and_base_model_reuse_the_finished_run(demo_run):
 def test_an_edited_config_is_not_mistaken_for_the_trained_one(tmp_path, demo_run):
     store = demo_run.store()
     edited = write_config(copy_demo_tree(tmp_path / "root"), "demo.yaml", learning_rate=1.0e-3)
-    spec = train.load_spec(edited)
+    spec = train.load_spec(edited, cwd=tmp_path / "root")
     params = train.lineage_params(train.input_artifacts(spec, demo_run.base_model_dir))
     assert train.find_existing(store, store.experiment_id(create=True), params) is None
 
@@ -155,7 +209,7 @@ def test_an_edited_config_is_not_mistaken_for_the_trained_one(tmp_path, demo_run
 def test_retraining_with_the_same_seed_gives_a_new_run_with_an_identical_adapter(demo_run):
     store = demo_run.store()
     second = train.ensure_trained(demo_run.config, store, retrain=True, log_dir=demo_run.log_dir,
-                                  echo=lambda m: None)
+                                  echo=lambda m: None, cwd=demo_run.root)
     assert second != demo_run.run_id
     first, again = (store.client.get_run(r).data.params for r in (demo_run.run_id, second))
     assert again["ftgate.adapter_sha256"] == first["ftgate.adapter_sha256"]
@@ -173,6 +227,7 @@ def test_an_unknown_llamafactory_key_is_named_before_any_training_starts(tmp_pat
     store = tmp_store(root)
     with pytest.raises(ConfigError, match=r"typo\.yaml: unknown LLaMA-Factory key 'lora_rnak'; did you mean "
                                           r"'lora_rank'\?"):
-        train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None)
+        train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None,
+                             cwd=root)
     assert store.client.search_runs([store.experiment_id(create=True)]) == []
     assert not (tmp_path / "logs").exists()

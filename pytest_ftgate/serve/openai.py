@@ -52,8 +52,10 @@ class OpenAIEngine(Engine):
             try:
                 client.models(timeout_s=10)
             except Exception as exc:
-                raise EngineError(f"openai engine: {client.base_url}/models does not answer ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]}); start the server or fix engine.base_url") from None
+                key = "engine.base_model_url" if client is self.base_client and client is not self.client else (
+                    "engine.base_url")
+                raise EngineError(f"openai engine: {client.base_url}/models {_why(exc)}; start the server "
+                                  f"(vllm serve ..., llamafactory-cli api ...) or fix {key} in ftgate.yaml") from None
             self._checked.add(client.base_url)
 
     def generate(self, prompts: Sequence[Prompt], model: str | None = None, params: GenParams = GenParams(),
@@ -70,3 +72,32 @@ class OpenAIEngine(Engine):
     def describe(self) -> dict:
         return {**super().describe(), "url": self.client.base_url, "base_url": self.base_client.base_url,
                 "adapter_model_name": self.cfg.adapter_model_name, "base_model_name": self.cfg.base_model_name}
+
+
+def _why(exc: Exception) -> str:
+    """One clause for why a server's model listing failed: no listener, no answer, an HTTP error, not JSON."""
+    import requests
+
+    text = str(exc)
+    if isinstance(exc, requests.ConnectionError):
+        if "refused" in text.lower():
+            return "refused the connection: nothing listens on that port"
+        if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+            return "names a host that does not resolve"
+        return f"cannot be reached ({_cause(text)})"
+    if isinstance(exc, requests.Timeout):
+        return "did not answer within 10 s"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        code = exc.response.status_code
+        if code in (401, 403):
+            return f"refused the request (HTTP {code}): the server needs an API key: set engine.api_key_env"
+        return f"answered HTTP {code} (is this the /v1 root of an OpenAI-compatible server?)"
+    if isinstance(exc, ValueError):
+        return "answered, but not with OpenAI-style JSON (is this the /v1 root of an OpenAI-compatible server?)"
+    return f"failed ({type(exc).__name__}: {_cause(text)})"
+
+
+def _cause(text: str) -> str:
+    """The innermost reason of a urllib3/requests message, without the retry wrapping."""
+    inner = text.rsplit("] ", 1)[-1] if "] " in text else text
+    return inner.strip(" ')\"")[:160]
