@@ -1,9 +1,11 @@
-"""Benchmark of the embedded hf engine: predictions per second batched vs one prompt at a time, vs lm-eval's hf backend
-on the same model, prompts and greedy settings (side by side, one run), and the speed-up of a prediction-cache hit.
+"""Benchmark of the engines: the embedded hf engine's predictions per second batched vs one prompt at a time, vs
+lm-eval's hf backend, vs a real vLLM server (``make vllm``; its start-up time too) on the same model, adapter,
+prompts and greedy settings (side by side, one run), and the speed-up of a prediction-cache hit.
 
 Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
 each with a LoRA adapter (the trained demo adapter when .ftgate/train/demo holds one, else random non-zero LoRA).
-On a GPU the hf engine also runs in bfloat16. Usage: .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32]
+On a GPU the hf engine also runs in bfloat16. Usage:
+    .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32] [--engines hf,lm-eval,vllm]
 """
 
 from __future__ import annotations
@@ -92,6 +94,22 @@ def lm_eval_hf(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, ba
     return timed(lambda: lm.generate_until(reqs, disable_tqdm=True), "lm-eval")
 
 
+def vllm_server(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, work: Path):
+    """(answers, generation seconds, start-up seconds) of the real vLLM engine, all prompts in flight at once."""
+    from pytest_ftgate.serve.vllm import VLLMEngine
+
+    engine = VLLMEngine(str(base), Engine(kind="vllm", concurrency=len(prompts), startup_timeout_s=900),
+                        log_dir=work / "vllm-logs")
+    engine.add_adapter("a", adapter)
+    try:
+        _, started = timed(engine.start, "vllm-start")
+        engine.generate(prompts[:2], "a", GenParams(max_new_tokens=tokens))  # warm-up
+        out, t = timed(lambda: engine.generate(prompts, "a", GenParams(max_new_tokens=tokens)), "vllm")
+    finally:
+        engine.close()
+    return out, t, started
+
+
 def cache_speedup(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, work: Path) -> tuple[float, float]:
     engine = create_engine("hf", base, Engine(batch_size=16))
     engine.add_adapter("a", adapter)
@@ -108,7 +126,9 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="prompts (the demo test set, repeated as needed)")
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens (greedy)")
+    ap.add_argument("--engines", default="hf,lm-eval,vllm", help="which to run, comma-separated")
     args = ap.parse_args(argv)
+    engines = set(args.engines.split(","))
     import torch
 
     rows = demo.demo_rows()["test"]
@@ -122,17 +142,23 @@ def main(argv: list[str]) -> None:
             print(f"\n== {label}")
             batched, t_b = ours(base, adapter, prompts, args.tokens, 16)
             single, t_1 = ours(base, adapter, prompts, args.tokens, 1)
-            theirs, t_l = lm_eval_hf(base, adapter, prompts, args.tokens, 16)
-            same = sum(a.strip() == b.strip() for a, b in zip(batched, theirs))
             identical = sum(a == b for a, b in zip(batched, single))
             print(f"  hf engine, batch 16      {args.n / t_b:8.1f} predictions/s  ({t_b:.2f} s, "
                   f"CPU {CPU['ours-16-auto']:.2f} s)")
             print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s, "
                   f"CPU {CPU['ours-1-auto']:.2f} s)  "
                   f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {identical}/{args.n}")
-            print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s, "
-                  f"CPU {CPU['lm-eval']:.2f} s)  "
-                  f"answers equal to ours: {same}/{args.n}")
+            if "lm-eval" in engines:
+                theirs, t_l = lm_eval_hf(base, adapter, prompts, args.tokens, 16)
+                same = sum(a.strip() == b.strip() for a, b in zip(batched, theirs))
+                print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s, "
+                      f"CPU {CPU['lm-eval']:.2f} s)  "
+                      f"answers equal to ours: {same}/{args.n}")
+            if "vllm" in engines:
+                served, t_v, started = vllm_server(base, adapter, prompts, args.tokens, work)
+                same = sum(a == b for a, b in zip(batched, served))
+                print(f"  vLLM server, {args.n} in flight {args.n / t_v:6.1f} predictions/s  ({t_v:.2f} s; start-up "
+                      f"{started:.1f} s)  x{t_b / t_v:.2f} of hf batched; answers identical to hf: {same}/{args.n}")
             if torch.cuda.is_available():
                 _, t_g = ours(base, adapter, prompts, args.tokens, 16, dtype="bfloat16")
                 print(f"  hf engine, bf16 on GPU   {args.n / t_g:8.1f} predictions/s  ({t_g:.2f} s)")

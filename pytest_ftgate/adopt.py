@@ -91,8 +91,8 @@ def training_record(store: Any, run: Any, out: Path) -> dict:
         losses[-1][0] if losses else None), "epoch": ts.get("epoch") or (epochs[-1][1] if epochs else None),
         "num_train_epochs": ts.get("num_train_epochs") or _number(run.data.params.get("num_train_epochs")),
         "best_model_checkpoint": ts.get("best_model_checkpoint")}
-    saves = sorted(((int(p.name.split("-")[1]), str(p)) for p in out.glob("checkpoint-*")
-                    if p.is_dir() and p.name.split("-")[1].isdigit()))
+    saves = sorted((int(p.name.split("-")[1]), str(p)) for p in out.glob("checkpoint-*")
+                   if p.is_dir() and p.name.split("-")[1].isdigit())
     start, end = run.info.start_time, run.info.end_time
     return audit.training_summary(start=_utc(start), end=_utc(end), duration=((end or start) - start) / 1000,
                                   state=state, losses=losses, evals=evals, saves=saves)

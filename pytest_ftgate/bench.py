@@ -1,9 +1,11 @@
 """lm-evaluation-harness runs of an adapter and of its base model, their result cache, and the pure gate comparing
 them (``bench:<task>``). No pytest; lm_eval, torch and mlflow are imported inside the functions that need them.
 
-Backends: ``hf`` (transformers + ``peft=<adapter>``, CPU or one GPU), ``vllm`` (in process, ``lora_local_path``
-with ``max_lora_rank`` from ``adapter_config.json``) and ``local-completions`` (a running OpenAI-compatible server
-whose ``/v1/completions`` returns prompt logprobs with ``echo``). Tasks come from ``benchmarks.include_path``
+Backends: ``hf`` (transformers + ``peft=<adapter>``, CPU or one GPU), ``vllm`` (lm-eval's own vLLM backend with
+``lora_local_path`` and ``max_lora_rank`` from ``adapter_config.json``, run as a child process in the vLLM
+environment, which pytest's cannot import) and ``local-completions`` (an OpenAI-compatible server whose
+``/v1/completions`` returns prompt logprobs with ``echo``: ``engine.base_url``, or, with the ``vllm`` engine and
+``backend: auto``, the session's own vLLM server that also answers the quality gates). Tasks come from ``benchmarks.include_path``
 (indexed without lm-eval's ~14,700 built-in tasks) and, only when a name is not found there, from the built-ins.
 Results are cached on disk keyed by the weights' digests, the task's config and data digests and the settings.
 """
@@ -45,11 +47,13 @@ class Settings:
     bootstrap_iters: int = 1000
     trust_remote_code: bool = False
     engine: Engine = field(default_factory=Engine)  # local-completions: base_url, *_model_name(s), base_model_url
+    session_server: bool = False  # local-completions against the engine pool's vLLM server (engine kind vllm)
 
     def key(self) -> dict:
         """What changes the numbers (part of every cache key; the batch size does not)."""
-        return {"backend": self.backend, "device": self.device, "dtype": self.dtype, "seed": self.engine.seed,
-                "bootstrap_iters": self.bootstrap_iters}
+        out = {"backend": self.backend, "device": self.device, "dtype": self.dtype, "seed": self.engine.seed,
+               "bootstrap_iters": self.bootstrap_iters}
+        return {**out, "served_by": "vllm"} if self.session_server else out
 
 
 @dataclass(frozen=True)
@@ -84,18 +88,24 @@ def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | 
         raise ConfigError(f"{where}: benchmarks.batch_size must be a positive integer (never auto on CPU: lm-eval "
                           f"probes for minutes), got {b.batch_size}")
     backend = b.backend
+    session_server = backend == "auto" and (engine_kind or e.kind) == "vllm"
     if backend == "auto":
-        backend = {"openai": "local-completions", "vllm": "vllm"}.get(engine_kind or e.kind, "hf")
-    if backend == "local-completions" and not e.base_url:
+        backend = {"openai": "local-completions", "vllm": "local-completions"}.get(engine_kind or e.kind, "hf")
+    if backend == "local-completions" and not e.base_url and not session_server:
         raise ConfigError(f"{where}: benchmarks.backend local-completions needs engine.base_url (the server's root "
                           "URL, e.g. http://127.0.0.1:8000/v1) and engine.adapter_model_name / base_model_name")
+    if cuda is None and backend in ("vllm", "local-completions"):
+        from .serve.vllm import on_cpu
+
+        cuda = not on_cpu()
     if cuda is None:
         import torch
 
-        cuda = backend == "vllm" or (backend == "hf" and torch.cuda.is_available())
+        cuda = backend == "hf" and torch.cuda.is_available()
     dtype = e.dtype if e.dtype != "auto" else ("bfloat16" if cuda else "float32")
     return Settings(backend=backend, device="cuda" if cuda else "cpu", dtype=dtype, batch_size=b.batch_size,
-                    bootstrap_iters=b.bootstrap_iters, trust_remote_code=cfg.audit.trust_remote_code, engine=e)
+                    bootstrap_iters=b.bootstrap_iters, trust_remote_code=cfg.audit.trust_remote_code, engine=e,
+                    session_server=session_server)
 
 
 def vllm_lora_rank(adapter_dir: str | Path) -> int:
@@ -114,8 +124,8 @@ def vllm_lora_rank(adapter_dir: str | Path) -> int:
     return next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
 
 
-def model_args(s: Settings, side: Side) -> tuple[str, dict]:
-    """lm-eval's model type and ``model_args`` for one side."""
+def model_args(s: Settings, side: Side, served: tuple[str, str] | None = None) -> tuple[str, dict]:
+    """lm-eval's model type and ``model_args`` for one side; ``served`` = (URL, model name) of the session's vLLM."""
     e = s.engine
     if s.backend == "hf":
         args = {"pretrained": side.base_model, "dtype": s.dtype, "device": s.device,
@@ -126,7 +136,19 @@ def model_args(s: Settings, side: Side) -> tuple[str, dict]:
                 "seed": e.seed, "trust_remote_code": s.trust_remote_code}
         if side.adapter:
             args.update(lora_local_path=side.adapter, max_lora_rank=vllm_lora_rank(side.adapter))
+        if s.device == "cpu":  # what vLLM needs on CPU (see serve/vllm.py)
+            from .serve.vllm import VLLMEngine
+
+            args["max_model_len"] = VLLMEngine(side.base_model, e).max_model_len()
         return "vllm", args
+    if served is not None:
+        # One prompt per request, one request at a time: vLLM 0.32 (CPU) crashes its engine when prompt logprobs
+        # (echo) of several LoRA prompts are computed in one step (einsum size mismatch in the LoRA logits path).
+        url, name = served
+        return "local-completions", {
+            "model": name, "base_url": completions_url(url), "tokenizer_backend": "huggingface",
+            "tokenizer": side.base_model, "num_concurrent": 1, "max_retries": e.retries,
+            "timeout": int(e.timeout_s), "seed": e.seed}
     name = e.adapter_model_name if side.adapter else e.base_model_name
     if not name:
         which = "adapter_model_name" if side.adapter else "base_model_name"
@@ -367,6 +389,7 @@ class BenchRunner:
         self._lms: OrderedDict[str, Any] = OrderedDict()
         self._memo: Any = None
         self.evaluations = 0  # lm-eval runs done (cache misses), for the tests and the benchmark
+        self.engine_pool: Any = None  # serve.EnginePool: its vLLM server answers local-completions (session_server)
 
     def sides(self, base_model: str, adapter: str) -> tuple[Side, Side]:
         """(candidate, base) for a run, with the digests of their files (per-file sha256 memoised on size/mtime)."""
@@ -390,7 +413,7 @@ class BenchRunner:
         parts = {"schema": CACHE_SCHEMA, "lm_eval": lm_eval.__version__, "task": task.name,
                  "num_fewshot": task.num_fewshot, "limit": task.limit or None, **self.settings.key(), **side.key(),
                  "task_fingerprint": task_fingerprint(loaded)}
-        if self.settings.backend == "local-completions":  # the weights behind a server are not ours to hash
+        if self.settings.backend == "local-completions" and not self.settings.session_server:  # not ours to hash
             parts["served"] = {k: model_args(self.settings, side)[1][k] for k in ("model", "base_url")}
         key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
         hit = self.cache.get(key) if self.cache else None
@@ -406,23 +429,26 @@ class BenchRunner:
     def _run(self, task: BenchTask, side: Side, loaded: dict, tm: Any) -> tuple[dict, str]:
         import lm_eval
 
-        lm = self._lm(side)
         t0 = time.monotonic()
-        try:
-            res = lm_eval.simple_evaluate(
-                model=lm, tasks=top_level(loaded), task_manager=tm, num_fewshot=task.num_fewshot,
-                limit=task.limit or None, batch_size=self.settings.batch_size, log_samples=True,
-                bootstrap_iters=self.settings.bootstrap_iters, random_seed=self.settings.engine.seed)
-        except Exception as exc:
-            raise BenchmarkError(f"lm-eval failed on task {task.name!r} for the {side.label} "
-                                 f"({type(exc).__name__}: {_first_line(exc)})") from exc
+        if self.settings.backend == "vllm":
+            res = self._run_in_vllm_env(task, side)
+        else:
+            lm = self._lm(side)
+            try:
+                res = lm_eval.simple_evaluate(
+                    model=lm, tasks=top_level(loaded), task_manager=tm, num_fewshot=task.num_fewshot,
+                    limit=task.limit or None, batch_size=self.settings.batch_size, log_samples=True,
+                    bootstrap_iters=self.settings.bootstrap_iters, random_seed=self.settings.engine.seed)
+            except Exception as exc:
+                raise BenchmarkError(f"lm-eval failed on task {task.name!r} for the {side.label} "
+                                     f"({type(exc).__name__}: {_first_line(exc)})") from exc
         self.evaluations += 1
         samples = res.pop("samples", {}) or {}
         data = {k: res.get(k) for k in ("results", "versions", "n-shot", "higher_is_better", "n-samples",
                                         "group_subtasks", "configs", "config", "git_hash", "lm_eval_version",
                                         "transformers_version", "date")}
         # lm-eval leaves these empty for local paths (it asks the hub): ours are the files' digests
-        args = {k: v for k, v in model_args(self.settings, side)[1].items() if k != "auth_token"}
+        args = {k: v for k, v in model_args(self.settings, side, self._served(side))[1].items() if k != "auth_token"}
         data["config"] = {**(data["config"] or {}), "model_sha": side.base_sha256, "model_args": args}
         if side.adapter:
             data["config"]["peft_sha"] = side.adapter_sha256
@@ -436,9 +462,60 @@ class BenchRunner:
                     fh.write(json.dumps({"task": name, **row}, default=_json_default) + "\n")
         return json.loads(json.dumps(data, default=_json_default)), path
 
+    def _served(self, side: Side) -> tuple[str, str] | None:
+        """(URL, model name) of ``side`` on the session's vLLM server (started with the adapter on it), or None."""
+        if not self.settings.session_server:
+            return None
+        if self.engine_pool is None:
+            raise BenchmarkError("benchmarks.backend auto with engine vllm needs the session's engine pool")
+        engine = self.engine_pool.get(side.base_model, {})
+        name = ""
+        if side.adapter:
+            path = str(Path(side.adapter).resolve())
+            name = next((n for n, p in engine.adapters.items() if p == path), "")  # served under the run's name
+            if not name:
+                name = "bench-" + side.adapter_sha256.split(":")[-1][:12]
+                engine = self.engine_pool.get(side.base_model, {name: side.adapter})
+        if not engine.client:
+            raise BenchmarkError("the session's vLLM server is not running")
+        return engine.client.base_url, (name or side.base_model)
+
+    def _run_in_vllm_env(self, task: BenchTask, side: Side) -> dict:
+        """lm-eval's own ``vllm`` backend, run by the vLLM environment's Python (``_child_main``)."""
+        from .serve.vllm import VLLMEngine, vllm_python
+
+        exe = VLLMEngine(side.base_model, self.settings.engine).executable()
+        py = vllm_python(exe)
+        if py is None:
+            raise BenchmarkError(f"benchmarks.backend vllm: no Python next to the vLLM executable {exe[0]!r} to run "
+                                 "lm-eval in; run `make vllm` (its .venv-vllm has lm-eval) or use backend auto")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        spec = {"task": task.name, "include_paths": [str(p) for p in self.catalog.include_paths],
+                "model_args": model_args(self.settings, side)[1], "num_fewshot": task.num_fewshot,
+                "limit": task.limit or None, "batch_size": self.settings.batch_size,
+                "bootstrap_iters": self.settings.bootstrap_iters, "seed": self.settings.engine.seed}
+        fd, spec_path = tempfile.mkstemp(prefix=f"{task.name}.{side.label}.", suffix=".spec.json", dir=self.work_dir)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(spec, fh)
+        out_path, log_path = spec_path[:-10] + ".out.json", spec_path[:-10] + ".log"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1"}
+        if self.settings.device == "cpu":
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.settings.engine.cpu_kvcache_gib:g}")
+        cmd = [str(py), "-c", "from pytest_ftgate.bench import _child_main; _child_main()", spec_path, out_path]
+        with open(log_path, "wb") as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        if code != 0 or not Path(out_path).is_file():
+            from .serve.process import tail
+
+            raise BenchmarkError(f"lm-eval's vllm backend failed on task {task.name!r} for the {side.label} (exit "
+                                 f"code {code}); command: {' '.join(cmd)}; log: {log_path}\n{tail(log_path, 15)}")
+        return json.loads(Path(out_path).read_text())
+
     def _lm(self, side: Side) -> Any:
         """The lm-eval model for ``side``, kept for the next task (two at most: a run's candidate and its base)."""
-        kind, args = model_args(self.settings, side)
+        served = self._served(side)
+        kind, args = model_args(self.settings, side, served)
         key = json.dumps([kind, args, side.key()], sort_keys=True, default=str)
         if key in self._lms:
             self._lms.move_to_end(key)
@@ -448,7 +525,8 @@ class BenchRunner:
         from lm_eval.api.registry import get_model
 
         try:
-            lm = get_model(kind).create_from_arg_obj(args, {"batch_size": self.settings.batch_size})
+            batch = 1 if served else self.settings.batch_size  # see model_args: one prompt per request
+            lm = get_model(kind).create_from_arg_obj(args, {"batch_size": batch})
         except Exception as exc:
             shown = {k: v for k, v in args.items() if k != "auth_token"}
             raise BenchmarkError(f"lm-eval could not load the {side.label} with the {kind} backend "
@@ -470,6 +548,26 @@ class BenchRunner:
     def close(self) -> None:
         while self._lms:
             self._release(self._lms.popitem()[1])
+
+
+def _child_main() -> None:
+    """In the vLLM environment: ``python -c ... SPEC OUT``: one lm-eval run with the ``vllm`` backend, its results
+    and samples written to OUT as JSON (the parent reads them like ``simple_evaluate``'s return value)."""
+    import sys
+
+    import lm_eval
+
+    spec_path, out_path = sys.argv[1], sys.argv[2]
+    spec = json.loads(Path(spec_path).read_text())
+    tm, loaded = TaskCatalog(spec["include_paths"]).load(spec["task"])
+    res = lm_eval.simple_evaluate(model="vllm", model_args=spec["model_args"], tasks=top_level(loaded),
+                                  task_manager=tm, num_fewshot=spec["num_fewshot"], limit=spec["limit"],
+                                  batch_size=spec["batch_size"], log_samples=True,
+                                  bootstrap_iters=spec["bootstrap_iters"], random_seed=spec["seed"])
+    res.pop("config", None)  # holds the live model object; the parent writes its own
+    tmp = out_path + ".tmp"
+    Path(tmp).write_text(json.dumps(res, default=_json_default))
+    os.replace(tmp, out_path)
 
 
 def _json_default(o: Any) -> Any:

@@ -71,7 +71,7 @@ class Quality:
 
 @dataclass(frozen=True)
 class Engine:
-    """How the adapter is served: ``hf`` (embedded, CPU), ``vllm`` (GPU) or ``openai`` (running server)."""
+    """How the adapter is served: ``hf`` (embedded), ``vllm`` (a vLLM server launched here) or ``openai``."""
 
     kind: str = "hf"
     vllm_executable: str = "vllm"
@@ -90,6 +90,14 @@ class Engine:
     port: int = 0  # vllm: the port to bind on 127.0.0.1 (0 = a free one)
     base_model_url: str = ""  # openai: a second server for the base weights (llamafactory-cli api serves one model)
     api_key_env: str = ""  # openai: environment variable holding the server's API key
+    # vllm (``make vllm`` makes .venv-vllm, found without configuration; vllm_executable "vllm" = find it)
+    max_model_len: int = 0  # vllm --max-model-len (0 = on CPU the model's own, at most 2048; on GPU vLLM's)
+    max_loras: int = 4  # vllm --max-loras: adapters of the session's runs in one batch (at least those at launch)
+    cpu_kvcache_gib: float = 1.0  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE (GiB of KV cache) unless already set
+    merge: str = "never"  # vllm: never (refuse modules_to_save / DoRA adapters) | auto (merge and serve merged)
+    vllm_url: str = ""  # vllm: attach to a running vLLM server (.../v1) instead of launching one
+    parity_samples: int = 16  # serving_parity: test rows answered by both the serving engine and hf (0 = all)
+    parity_min_agreement_gpu: float = 0.9  # serving_parity on a GPU (half precision flips near-ties); CPU needs 1.0
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,15 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
     if cfg.quality.base_model and not (Path(cfg.quality.base_model) / "config.json").is_file():
         raise ConfigError(f"{file}: quality.base_model {cfg.quality.base_model!r} is not a model directory (no "
                           "config.json there); name the local directory of the run's base model")
+    if cfg.engine.parity_samples < 0 or not 0 < cfg.engine.parity_min_agreement_gpu <= 1:
+        raise ConfigError(f"{file}: engine.parity_samples must be >= 0 and engine.parity_min_agreement_gpu in (0, 1]; "
+                          f"got {cfg.engine.parity_samples}, {cfg.engine.parity_min_agreement_gpu}")
+    if cfg.engine.merge not in ("never", "auto"):
+        raise ConfigError(f"{file}: engine.merge {cfg.engine.merge!r} is not one of never, auto")
+    if cfg.engine.max_model_len < 0 or cfg.engine.max_loras < 1 or cfg.engine.cpu_kvcache_gib <= 0:
+        raise ConfigError(f"{file}: engine.max_model_len must be >= 0, engine.max_loras >= 1 and "
+                          f"engine.cpu_kvcache_gib > 0; got {cfg.engine.max_model_len}, {cfg.engine.max_loras}, "
+                          f"{cfg.engine.cpu_kvcache_gib}")
     if cfg.quality.prompt_format not in ("chat", "raw"):
         raise ConfigError(f"{file}: quality.prompt_format {cfg.quality.prompt_format!r} is not one of chat, raw")
     for key in ("engine.batch_size", "engine.concurrency", "engine.tensor_parallel_size", "quality.max_new_tokens"):

@@ -196,12 +196,13 @@ def test_set(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, audit_r
 
 
 @pytest.fixture(scope="session")
-def scorer(test_set, adapter, base_model: str, prediction_cache, ftgate_config: FtgateConfig):
-    """Prompts, greedy settings and the cache shared by every model scored for this run."""
-    from . import predict
+def scorer(test_set, adapter, base_model: str, prediction_cache, ftgate_config: FtgateConfig, audit_record):
+    """Prompts (encoded with the run's LLaMA-Factory template), greedy settings and the cache shared by every model
+    scored for this run."""
+    from . import compliance, predict
 
     return predict.Scorer.create(test_set, adapter, base_model, ftgate_config.quality, ftgate_config.engine.seed,
-                                 prediction_cache)
+                                 prediction_cache, compliance.training_config(audit_record.record or {}))
 
 
 @pytest.fixture(scope="session")
@@ -227,13 +228,14 @@ def baseline(engine, engine_pool, scorer, base_model: str, ft_run: RunRecord, ft
 
 # --- benchmark fixtures (issue 5) ---
 @pytest.fixture(scope="session")
-def bench_runner(ftgate_session: FtgateSession, ftgate_config: FtgateConfig):
+def bench_runner(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, engine_pool):
     """lm-eval runs of ``benchmarks.tasks`` (``bench.BenchRunner``): task catalog, result cache, and the models
-    kept loaded between tasks, freed at session end."""
+    kept loaded between tasks, freed at session end; with the vllm engine, lm-eval asks the pool's server."""
     from . import bench
 
     runner = bench.runner_for(ftgate_config, ftgate_session.options.engine, ftgate_session.options.root,
                               ftgate_session.out / "bench", echo=ftgate_session.echo)
+    runner.engine_pool = engine_pool
     yield runner
     runner.close()
 

@@ -333,8 +333,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     for key, value in (("gate_id", record.id), ("severity", record.severity), ("outcome", soft_outcome),
                        ("value", record.value), ("label", record.label), ("threshold", record.threshold)):
         if value not in (None, ""):
-            report.user_properties.append((f"ftgate.{key}", value if isinstance(value, str) else
-                                           json.dumps(json_safe(value))))  # JUnit XML <property> per test case
+            prop = (f"ftgate.{key}", value if isinstance(value, str) else json.dumps(json_safe(value)))
+            report.user_properties.append(prop)
+            item.user_properties.append(prop)  # JUnit XML writes a test case's <property>s from its teardown report
     return report
 
 

@@ -182,7 +182,16 @@ def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0, ba
                          bad_rows=bad_rows)
 
 
-def prompts_for(test_set: TestSet, chat_template: str = "", raw: bool = False) -> list[Prompt]:
+def prompts_for(test_set: TestSet, chat_template: str = "", raw: bool = False, template_args: dict | None = None,
+                tokenizer: str = "") -> list[Prompt]:
+    """One prompt per sample. With ``template_args`` (the run's LLaMA-Factory ``template`` and its options) each
+    prompt is LLaMA-Factory's own encoding of the row (system prompt and tools included), carried as a chat
+    template that renders exactly that text; else ``chat_template`` (the one saved with the adapter) renders it."""
+    if template_args and not raw:
+        from . import lf_template
+
+        return [Prompt(s.messages, chat_template=lf_template.literal_template(lf_template.prompt_text(
+            tokenizer, template_args, s.messages, getattr(s, "tools", "") or ""))) for s in test_set.samples]
     return [Prompt(s.messages, chat_template=chat_template, raw=raw) for s in test_set.samples]
 
 
@@ -218,11 +227,11 @@ def base_model_path(audit: dict | None, params: dict, adapter_dir: str | Path | 
     if override:
         return str(Path(override).resolve())
     named = [(((audit or {}).get("input_artifacts") or {}).get("base_model", {}).get("path", ""),
-              "the run's audit record (input_artifacts.base_model.path)"),
+              "the run's audit record, input_artifacts.base_model.path"),
              (params.get("model_name_or_path", ""), "the run's param model_name_or_path")]
     if adapter_dir and (Path(adapter_dir) / "adapter_config.json").is_file():
         named.append((json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get(
-            "base_model_name_or_path") or "", "the adapter's adapter_config.json (base_model_name_or_path)"))
+            "base_model_name_or_path") or "", "the adapter's adapter_config.json, base_model_name_or_path"))
     named = [(str(n), where) for n, where in named if n]
     for n, _ in named:
         if (Path(n) / "config.json").is_file():
@@ -342,12 +351,19 @@ class Scorer:
 
     @classmethod
     def create(cls, test_set: TestSet, adapter_dir: str | Path | None, base_model: str, q: Quality, seed: int = 0,
-               cache: PredictionCache | None = None) -> "Scorer":
-        """Prompts rendered with the chat template saved with the adapter (the one it was trained with), else
-        the base model's; ``quality.prompt_format: raw`` sends plain text."""
+               cache: PredictionCache | None = None, training_config: dict | None = None) -> "Scorer":
+        """Prompts encoded as LLaMA-Factory encoded them in training (the run's ``template`` in
+        ``training_config``, LLaMA-Factory's own template code) when it is installed; else rendered with the chat
+        template saved with the adapter, else the base model's; ``quality.prompt_format: raw`` sends plain text."""
+        from . import lf_template
+
         raw = q.prompt_format == "raw"
-        template = "" if raw else (chat_template_of(adapter_dir) if adapter_dir else "") or chat_template_of(base_model)
         params = GenParams(max_new_tokens=q.max_new_tokens, temperature=0.0, seed=seed)
+        args = lf_template.template_args(training_config)
+        if args and not raw and lf_template.available():
+            tokenizer = lf_template.tokenizer_dir(adapter_dir, base_model)
+            return cls(test_set, prompts_for(test_set, template_args=args, tokenizer=tokenizer), params, q, cache)
+        template = "" if raw else (chat_template_of(adapter_dir) if adapter_dir else "") or chat_template_of(base_model)
         return cls(test_set, prompts_for(test_set, template, raw), params, q, cache)
 
     def weights(self, base_model: str, adapter_dir: str | Path | None) -> dict:

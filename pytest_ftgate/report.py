@@ -116,31 +116,113 @@ def gate_title(g: Mapping) -> str:
     return gid if not name or name == gid else f"{gid} {name}"
 
 
+RANK = {"FAIL": 0, "ERROR": 1, "WARN": 2, "INFO": 3, "PASS": 4, "SKIPPED": 5}  # failing gates first
+VERDICT_RANK = {"block": 0, "partial": 1, "warn": 2, "pass": 3}  # blocked runs first
+VERDICT_WORDS = {"block": "BLOCKED", "partial": "PARTIAL", "warn": "WARN", "pass": "PASS"}
+SHORT = 240  # characters of a gate message on the first screen; the rest is folded
+
+
+def ordered(gates: list[dict]) -> list[dict]:
+    """Failing gates first (FAIL, ERROR, WARN, INFO), then the passed and skipped ones, each in suite order."""
+    return sorted(gates, key=lambda g: RANK.get(gate_label(g), 6))
+
+
+def words(v: Any) -> str:
+    """A gate's value or threshold as a reviewer reads it: ``{"verified": 19, "mismatched": 1}`` -> "19 verified,
+    1 mismatched"; ``{"f1": "> 0.8"}`` -> "f1 > 0.8"; None -> "no value"."""
+    if v is None or v == "":
+        return "no value"
+    if isinstance(v, Mapping):
+        parts = [f"{fmt(x)} {k}" if isinstance(x, int) and not isinstance(x, bool) else f"{k} {words(x)}"
+                 for k, x in v.items()]
+        return ", ".join(parts) or "none"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(words(x) for x in v) or "none"
+    return fmt(v)
+
+
+def short(text: str, n: int = SHORT) -> tuple[str, str]:
+    """(what the first screen shows, the rest): cut after the last sentence or clause end before ``n``."""
+    text = str(text or "")
+    if len(text) <= n:
+        return text, ""
+    cut = max(text.rfind(". ", 0, n), text.rfind(": ", 0, n), text.rfind("; ", 0, n))
+    cut = cut + 1 if cut > n // 3 else n
+    return text[:cut].rstrip() + " …", text[cut:].lstrip()
+
+
+def folded(summary: str, body: str) -> str:
+    return f'<details class="ftgate-fold"><summary>{e(summary)}</summary>{body}</details>' if body else ""
+
+
+def evidence(g: Mapping) -> str:
+    """A gate's full message and its details, folded under it (generations are in their own section)."""
+    head, rest = short(g.get("message", ""))
+    details = {k: v for k, v in (g.get("details") or {}).items() if k not in ("samples", "answers")}
+    body = (f'<p class="ftgate-text">{e(g.get("message"))}</p>' if rest else "") + (
+        details_html(details) if details else "")
+    return f"{e(head)}" + folded("full message and evidence" if rest else "evidence", body)
+
+
 def gate_table(gates: list[dict]) -> str:
+    """One row per gate, failing gates first and shaded; value and threshold in words; evidence folded."""
     if not gates:
         return note("no gate finished for this run")
     head = ["gate", "name", "severity", "value", "threshold", "outcome", "message"]
     rows = "".join(
-        f'<tr class="ftgate-{e(gate_label(g).lower())}"><td>{e(g.get("id"))}</td><td>{e(g.get("name"))}</td>'
-        f'<td>{e(g.get("severity"))}</td><td>{e(g.get("value"))}</td><td>{e(g.get("threshold"))}</td>'
-        f'<td class="ftgate-outcome">{e(gate_label(g))}</td><td class="ftgate-msg">{e(g.get("message"))}</td></tr>'
-        for g in gates)
+        f'<tr class="ftgate-{e(gate_label(g).lower())}"><td>{e(g.get("id"))}</td>'
+        f'<td>{e(g.get("name")) if g.get("name") != g.get("id") else ""}</td>'
+        f'<td>{e(g.get("severity"))}</td><td>{e(words(g.get("value")))}</td><td>{e(words(g.get("threshold")))}</td>'
+        f'<td class="ftgate-outcome">{e(gate_label(g))}</td><td class="ftgate-msg">{evidence(g)}</td></tr>'
+        for g in ordered(gates))
     return (f'<table class="ftgate-table ftgate-gates"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}'
             f"</tr></thead><tbody>{rows}</tbody></table>")
 
 
 def banner(ev: RunEvidence) -> str:
     v = ev.verdict
-    label = str(v.get("verdict", "block")).upper()
+    verdict = str(v.get("verdict", "block"))
+    label = VERDICT_WORDS.get(verdict, verdict.upper())
     counts: dict[str, int] = {}
     for g in v.get("gates", []):
         counts[gate_label(g)] = counts.get(gate_label(g), 0) + 1
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no gates finished"
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: RANK.get(kv[0], 6))) or \
+        "no gates finished"
+    if verdict == "partial":
+        summary += f"; not every gate ran ({v.get('partial_reason') or 'a selection or an interruption'}): " \
+                   "no release decision"
     flag = '<span class="ftgate-incomplete">INCOMPLETE</span>' if v.get("incomplete") else ""
     error = f'<div class="ftgate-error">{e(v["error"])}</div>' if v.get("error") else ""
-    return (f'<div class="ftgate-banner ftgate-{e(label.lower())}" role="status"><span class="ftgate-verdict">'
+    return (f'<div class="ftgate-banner ftgate-{e(verdict.lower())}" role="status"><span class="ftgate-verdict">'
             f'{e(label)}</span> {flag} <span class="ftgate-run">{e(v.get("run_name"))}</span> '
             f'<code>{e(v.get("run_id"))}</code><div class="ftgate-counts">{e(summary)}</div>{error}</div>')
+
+
+def decision_line(g: Mapping) -> str:
+    """One failing gate on the first screen: title, outcome, value against threshold in words, why."""
+    head, _ = short(g.get("message", ""), 200)
+    return (f'<li class="ftgate-{e(gate_label(g).lower())}"><b>{e(gate_title(g))}</b> '
+            f'<span class="ftgate-outcome">{e(gate_label(g))}</span>: {e(words(g.get("value")))} '
+            f'(needs {e(words(g.get("threshold")))}) — {e(head)}</li>')
+
+
+def decisions(evidence_: list[RunEvidence]) -> str:
+    """The reviewer's first screen: each run's decision, blocked runs first, and why, one line per failing gate."""
+    cards = []
+    for ev in evidence_:
+        v = ev.verdict
+        verdict = str(v.get("verdict", "block"))
+        failing = [g for g in ordered(v.get("gates", [])) if g.get("outcome") in ("failed", "error")]
+        why = "".join(decision_line(g) for g in failing)
+        if v.get("error"):
+            why = f'<li class="ftgate-error">{e(short(v["error"], 300)[0])}</li>' + why
+        tail = (f"{len(failing)} gate(s) did not pass" if failing else
+                "every gate that ran passed" if v.get("gates") else "no gate finished")
+        cards.append(f'<div class="ftgate-decision ftgate-{e(verdict)}"><span class="ftgate-verdict">'
+                     f'{e(VERDICT_WORDS.get(verdict, verdict.upper()))}</span> <a href="#run-{e(ev.run_id)}">'
+                     f'{e(v.get("run_name"))}</a> <code>{e(ev.run_id)}</code> — {e(tail)}'
+                     + (f"<ul>{why}</ul>" if why else "") + "</div>")
+    return f'<div class="ftgate-decisions">{"".join(cards)}</div>'
 
 
 # -- curves --------------------------------------------------------------------------------------------------------
@@ -326,11 +408,12 @@ def audit_html(ev: RunEvidence, gates: list[dict]) -> str:
     parts.append('<div class="ftgate-row">' + "".join(
         f"<div><h4>{e(title)}</h4>{table(['key', 'value'], sorted(repro[title].items()))}</div>"
         for title in ("environment", "seeds", "hardware", "determinism") if repro.get(title)) + "</div>")
+    if a.get("provenance"):
+        adopted = a.get("adopted") or {}
+        parts.append(note(f"provenance: {a['provenance']} ({adopted.get('by', '')} {adopted.get('at', '')}); "
+                          f"not established: {'; '.join(adopted.get('not_established') or []) or 'nothing'}"))
     if a.get("training_record"):
-        parts.append("<h4>training record</h4>" + details_html(a["training_record"]))
-    for g in gates:
-        if g.get("details"):
-            parts.append(f'<h4>{e(gate_title(g))}</h4>' + details_html(g["details"]))
+        parts.append(folded("training record", details_html(a["training_record"])))
     return "".join(parts)
 
 
@@ -344,6 +427,19 @@ def _input_rows(inputs: Mapping) -> list[list]:
             ["config", cfg.get("file"), cfg.get("sha256"), f"git {cfg.get('git_commit') or '–'}"]]
 
 
+def engine_section(gates: list[dict]) -> str:
+    """The serving engine a gate recorded (``details.engine``: kind, command, URL and port, log file, start-up
+    seconds, adapters), as the report's "Engine" section; "" when no gate recorded one (the hf engine)."""
+    for g in gates:
+        eng = (g.get("details") or {}).get("engine")
+        if isinstance(eng, dict) and eng.get("kind"):
+            keys = ("kind", "base_model", "command", "url", "port", "log", "startup_s", "attached_to")
+            rows = [[k, eng[k]] for k in keys if eng.get(k) not in (None, "", 0)]
+            rows += [[f"adapter {name}", path] for name, path in (eng.get("adapters") or {}).items()]
+            return section("Engine", table(["", ""], rows))
+    return ""
+
+
 # -- one run, the whole session ------------------------------------------------------------------------------------
 def run_html(ev: RunEvidence) -> str:
     gates = ev.verdict.get("gates", [])
@@ -351,9 +447,9 @@ def run_html(ev: RunEvidence) -> str:
                                                                    "audit", "other")}
     quality = quality_html(by_cat["quality"] + by_cat["other"])
     bench = benchmark_rows(gates)
-    data = "".join(f'<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>{note(g.get("message", ""))}'
-                   + details_html(g.get("details") or {}) for g in by_cat["data"])
-    training = "".join(f"<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>" + details_html(g["details"])
+    data = "".join(f'<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>{note(short(g.get("message", ""))[0])}'
+                   + folded("evidence", details_html(g.get("details") or {})) for g in by_cat["data"])
+    training = "".join(folded(f"{gate_title(g)}: {gate_label(g)}", details_html(g["details"]))
                        for g in by_cat["training"] if g.get("details"))
     record = ev.record
     params = sorted((record.params if record else {}).items())
@@ -361,7 +457,7 @@ def run_html(ev: RunEvidence) -> str:
     return "".join([
         f'<article class="ftgate-run-report" id="run-{e(ev.run_id)}">', banner(ev),
         "".join(note(n) for n in ev.notes),
-        section("Gates", gate_table(gates)),
+        section("Gates", gate_table(gates)), engine_section(gates),
         section("Loss and eval_loss", curves(record) + training),
         section("Metrics against the baseline (confidence intervals)",
                 quality or note("no quality gate recorded metrics")),
@@ -398,13 +494,15 @@ def session_html(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> str:
     if incomplete:
         head += ('<p class="ftgate-incomplete">INCOMPLETE: the session was interrupted or not every gate finished; '
                  "this report does not support a release decision.</p>")
+    evidence = sorted(evidence, key=lambda ev: VERDICT_RANK.get(str(ev.verdict.get("verdict")), 0))
     overview = table(["run", "run id", "verdict", "failed gates"], [
         [ev.verdict.get("run_name"), ev.run_id, str(ev.verdict.get("verdict")).upper()
          + (" (incomplete)" if ev.verdict.get("incomplete") else ""),
-         ", ".join(f"{g.get('id')} ({gate_label(g)})" for g in ev.verdict.get("gates", [])
+         ", ".join(f"{g.get('id')} ({gate_label(g)})" for g in ordered(ev.verdict.get("gates", []))
                    if g.get("outcome") in ("failed", "error")) or "–"] for ev in evidence], "ftgate-overview")
-    return f'<style>{CSS}</style><section class="ftgate-report">{head}{overview}</div>' + "".join(
-        run_html(ev) for ev in evidence) + "</section>"
+    return (f'<style>{CSS}</style><section class="ftgate-report">{head}{decisions(evidence)}'
+            f'{folded("all runs in one table", overview)}</div>' + "".join(run_html(ev) for ev in evidence)
+            + "</section>")
 
 
 def standalone_page(title: str, body: str) -> str:
@@ -423,10 +521,28 @@ CSS = """
 .ftgate-table{border-collapse:collapse;margin:6px 0;max-width:100%}
 .ftgate-table td,.ftgate-table th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
 .ftgate-table th{background:#f3f3f3}
-.ftgate-table td{overflow-wrap:anywhere}.ftgate-text{white-space:pre-wrap;max-width:420px;word-break:break-word}
+.ftgate-table td{overflow-wrap:break-word}.ftgate-text{white-space:pre-wrap;max-width:420px;overflow-wrap:anywhere}
+.ftgate-gates td:first-child,.ftgate-gates td:nth-child(2),.ftgate-gates td:nth-child(3),.ftgate-outcome,
+.ftgate-report code,.ftgate-overview td{white-space:nowrap}.ftgate-hashes td{overflow-wrap:anywhere}
+.ftgate-gates tr.ftgate-fail,.ftgate-gates tr.ftgate-error{background:#fdecea}
+.ftgate-gates tr.ftgate-warn{background:#fff4e0}
+.ftgate-banner.ftgate-partial{background:#546e7a}
+.ftgate-decisions{margin:8px 0 14px}.ftgate-decision{border-left:6px solid #999;padding:6px 10px;margin:6px 0;
+background:#fafafa;font-size:14px}.ftgate-decision ul{margin:4px 0 0 0;padding-left:20px;font-size:13px}
+.ftgate-decision .ftgate-verdict{font-size:15px}.ftgate-decision.ftgate-block{border-color:#c62828;background:#fdecea}
+.ftgate-decision.ftgate-block>.ftgate-verdict,.ftgate-decision li.ftgate-fail .ftgate-outcome,
+.ftgate-decision li.ftgate-error .ftgate-outcome{color:#c62828}
+.ftgate-decision.ftgate-warn{border-color:#b26a00;background:#fff4e0}.ftgate-decision.ftgate-warn>.ftgate-verdict,
+.ftgate-decision li.ftgate-warn .ftgate-outcome{color:#b26a00}
+.ftgate-decision.ftgate-pass{border-color:#2e7d32;background:#edf7ee}.ftgate-decision.ftgate-pass>.ftgate-verdict{color:#2e7d32}
+.ftgate-decision.ftgate-partial{border-color:#546e7a;background:#eceff1}
+.ftgate-decision.ftgate-partial>.ftgate-verdict{color:#37474f}
+.ftgate-fold>summary{cursor:pointer;color:#1565c0;font-size:12px}
+body{display:flex;flex-direction:column}body>*{flex:none}
+#environment-header,#environment{order:99}#environment{align-self:flex-start}
 .ftgate-gates .ftgate-fail .ftgate-outcome,.ftgate-gates .ftgate-error .ftgate-outcome{color:#c62828;font-weight:bold}
 .ftgate-gates .ftgate-warn .ftgate-outcome{color:#b26a00;font-weight:bold}
-.ftgate-gates .ftgate-pass .ftgate-outcome{color:#2e7d32}.ftgate-msg{max-width:520px;word-break:break-word}
+.ftgate-gates .ftgate-pass .ftgate-outcome{color:#2e7d32}.ftgate-msg{max-width:560px;overflow-wrap:anywhere}
 .ftgate-section{margin:4px 0 4px 8px}.ftgate-section>summary{font-weight:bold;cursor:pointer;font-size:14px}
 .ftgate-note{color:#555;margin:3px 0}.ftgate-dl dt{font-weight:bold}.ftgate-dl dd{margin:0 0 4px 16px}
 .ftgate-plot{max-width:640px;border:1px solid #eee}.ftgate-row{display:flex;gap:18px;flex-wrap:wrap}

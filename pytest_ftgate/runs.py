@@ -153,6 +153,9 @@ class RunStore:
         except RunUnavailable as exc:
             raise StoreError(exc.reason) from None
         except Exception as exc:
+            if _unreachable(exc):
+                raise StoreError(f"the tracking store {self.tracking_uri} does not answer (connection refused or "
+                                 "timed out): start the server or fix --ftgate-tracking-uri") from None
             raise StoreError(f"the MLflow tracking server {self.tracking_uri} does not accept writes "
                              f"({type(exc).__name__}: {_first_line(exc)}): the verdict could not be recorded there; "
                              "check the server's permissions and credentials, or pass another "

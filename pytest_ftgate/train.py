@@ -33,8 +33,8 @@ TRAINED_BY = "pytest-ftgate"
 
 CHECKPOINT_NAMES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
                     "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-TEST_SET_WAYS = ("`--test-dataset NAME` (ftgate train) / `--ftgate-test-dataset NAME` (pytest): a dataset_info.json "
-                 "entry", "the convention: register `{stem}_test` in {info}",
+TEST_SET_WAYS = ("`--test-dataset NAME` (ftgate train) / `--ftgate-test-dataset NAME` (pytest): a dataset_info.json entry",
+                 "the convention: register `{stem}_test` in {info}",
                  "a file: `quality.test_set: PATH` in ftgate.yaml / `--ftgate-test-set PATH`")
 
 

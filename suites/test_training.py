@@ -7,7 +7,7 @@ from pytest_ftgate import gates
 
 @pytest.mark.gate("G1", name="stability", severity="block")
 def test_loss_and_gradients_are_finite_at_every_step(ft_run, gate, ftgate_config):
-    gate.check(gates.stability(ft_run.history, ftgate_config.training))
+    gate.check(gates.stability(ft_run.history, ftgate_config.training, status=ft_run.status, params=ft_run.params))
 
 
 @pytest.mark.gate("G2", name="convergence", severity="warn")

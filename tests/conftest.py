@@ -30,6 +30,7 @@ def _preload() -> None:
     by mlflow) removes the stdlib PathFinder.find_distributions, so later runs find no entry points (no plugin).
     """
     import importlib_metadata  # noqa: F401
+    import datasets  # noqa: F401  (pyarrow extension types register once per process)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,6 +39,10 @@ def _preload() -> None:
     import peft  # noqa: F401
     import torch  # noqa: F401
     import transformers  # noqa: F401
+    # the quality gates encode prompts with LLaMA-Factory's template code: a second import of `datasets` (which
+    # llamafactory pulls in) fails with pyarrow's "type extension ... already defined"
+    import llamafactory.data  # noqa: F401
+    import llamafactory.hparams  # noqa: F401
 
 
 _preload()
@@ -85,12 +90,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 
     root = copy_demo_tree(tmp_path_factory.mktemp("demo-root"))
     (root / ".ftgate").mkdir()
-    uri, artifacts = embedded_tracking_uri(root), embedded_artifact_root(root)
-    store = RunStore(uri, None, artifacts)
+    uri, artifact_root = embedded_tracking_uri(root), embedded_artifact_root(root)
+    store = RunStore(uri, None, artifact_root)
     log_dir = root / "logs"
     run_id = train.ensure_trained(root / "training" / "demo.yaml", store, retrain=False, log_dir=log_dir,
                                   echo=lambda m: None, cwd=root)  # the demo's paths are relative to its root
     adapter_dir = artifacts.fetch_verified(store, run_id, root / ".ftgate" / "cache" / "adapters")
-    return DemoRun(root=root, config=root / "training" / "demo.yaml", tracking_uri=uri, artifact_root=artifacts,
+    return DemoRun(root=root, config=root / "training" / "demo.yaml", tracking_uri=uri, artifact_root=artifact_root,
                    run_id=run_id, adapter_dir=adapter_dir, base_model_dir=demo.default_base_dir(root),
                    log_dir=log_dir)

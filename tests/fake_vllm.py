@@ -1,7 +1,8 @@
-"""A stand-in for the ``vllm`` executable, for testing the vllm engine's contract where vLLM cannot run (no GPU).
+"""A stand-in for the ``vllm`` executable, for the vllm engine's cases a real server cannot show quickly (a server
+that exits at boot, hangs, ignores SIGTERM, drops adapters, fails some requests); tests/test_vllm.py runs the real one.
 
-It parses ``vllm serve MODEL --enable-lora --lora-modules NAME=PATH ... --max-lora-rank R --host H --port P --seed S
---tensor-parallel-size N`` strictly (an unknown flag exits 2, as vLLM's parser does), refuses what vLLM refuses
+It parses ``vllm serve MODEL --enable-lora --lora-modules NAME=PATH ... --max-lora-rank R --max-loras N --dtype D
+--max-model-len L --host H --port P --seed S --tensor-parallel-size N`` strictly (an unknown flag exits 2, as vLLM's parser does), refuses what vLLM refuses
 (a missing model, a rank above --max-lora-rank or not one of vLLM's values, ``modules_to_save``), spawns a worker
 child process (as vLLM's engine core does), and serves the OpenAI-compatible routes ``/v1/models``,
 ``/v1/completions``, ``/v1/chat/completions`` and ``/v1/load_lora_adapter``. With ``FAKE_VLLM_BACKEND=hf`` the
@@ -44,6 +45,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     serve.add_argument("--tensor-parallel-size", type=int, default=1)
     serve.add_argument("--dtype", default="auto")
     serve.add_argument("--max-model-len", type=int)
+    serve.add_argument("--max-loras", type=int, default=1)
+    serve.add_argument("--trust-request-chat-template", action="store_true")
     return parser.parse_args(argv)
 
 

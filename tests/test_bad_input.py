@@ -3,7 +3,6 @@ traceback, never a silently wrong result.
 
 Pure unit tests of the checks first (config, MLflow store, test set, engines, base model); then sessions run as a
 user runs them (`python -m pytest suites ...` in a subprocess), asserting the exit code and what the terminal shows.
-Tests marked ``LEAD`` need wiring in plugin.py/session.py (issue 11) and are strict xfails until it lands.
 """
 
 from __future__ import annotations
@@ -16,14 +15,19 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pytest_ftgate import predict
 from pytest_ftgate.config import Engine, load_config
-from pytest_ftgate.errors import ConfigError, DataError, EngineError, RunUnavailable, StoreError
+from pytest_ftgate.errors import (
+    ConfigError,
+    DataError,
+    EngineError,
+    RunUnavailable,
+    StoreError,
+)
 from pytest_ftgate.runs import RunStore
 
 from . import histories as H
@@ -31,9 +35,6 @@ from .mlflow_runs import make_run
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "suites"
-LEAD = pytest.mark.xfail(strict=True, reason="needs the lead's wiring in plugin.py/session.py (issue 11/15): "
-                                             "check_gate_ids after collection, store checks before gating, "
-                                             "run-resolution errors as one usage error")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^E   |^>   ", re.M)
 
 
@@ -103,9 +104,9 @@ def test_a_sqlite_store_that_does_not_exist_is_an_error_naming_the_resolved_path
 
 def test_training_creates_a_missing_sqlite_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'new.db'}"
-    assert RunStore(uri, "exp").experiment_id(create=True)
+    RunStore(uri, create=True).check()  # a store that may be created: nothing to say yet
+    assert RunStore(uri, "exp").experiment_id(create=True)  # what train.ensure_trained calls first
     assert RunStore(uri, "exp").experiment_id()  # now it exists and gating reads it
-    assert RunStore(f"sqlite:///{tmp_path / 'other.db'}", create=True).client.search_experiments()
 
 
 @pytest.mark.parametrize("content, says", [
@@ -182,17 +183,28 @@ def test_a_writable_store_passes_the_write_probe_and_keeps_no_trace(store):
     assert "ftgate_write_probe" not in tables and "experiments" in tables
 
 
+def copy_of(store, directory: Path) -> str:
+    shutil.copy(store[1] / "mlflow.db", directory / "mlflow.db")
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
 @pytest.mark.parametrize("what", ["file", "directory"])
-def test_a_read_only_store_fails_the_write_probe_in_one_line(tmp_path, what):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    make_run(uri, "r", H.clean())
+def test_a_read_only_store_fails_the_write_probe_in_one_line(store, tmp_path, what):
+    uri = copy_of(store, tmp_path)
     with immutable(tmp_path / "mlflow.db" if what == "file" else tmp_path):
-        RunStore(uri).resolve("r")  # reading still works ...
+        RunStore(uri).resolve("r1")  # reading still works ...
         with pytest.raises(StoreError) as exc:
             RunStore(uri).check_writable()  # ... writing the verdict would not
     msg = one_line(str(exc.value))
     assert f"the MLflow store {tmp_path / 'mlflow.db'} cannot be written" in msg
     assert "the verdict could not be recorded there" in msg and "writable --ftgate-tracking-uri" in msg
+
+
+def test_a_tracking_server_that_is_down_fails_the_write_probe_saying_it_does_not_answer():
+    with pytest.raises(StoreError) as exc:
+        RunStore(f"http://127.0.0.1:{closed_port()}").check_writable()
+    assert one_line(str(exc.value)).endswith("does not answer (connection refused or timed out): start the server "
+                                             "or fix --ftgate-tracking-uri")
 
 
 def test_a_store_directory_that_does_not_exist_is_an_error(tmp_path):
@@ -224,8 +236,8 @@ def test_a_base_model_that_moved_names_where_the_path_came_from_and_the_fix(tmp_
     with pytest.raises(DataError) as exc:
         predict.base_model_path(audit, {}, None, required=True)
     msg = one_line(str(exc.value))
-    assert f"the run's base model '{tmp_path / 'moved-away'}' (from the run's audit record " in msg
-    assert "input_artifacts.base_model.path) does not exist on this machine" in msg
+    assert (f"the run's base model '{tmp_path / 'moved-away'}' (from the run's audit record, "
+            "input_artifacts.base_model.path) does not exist on this machine (moved or not copied here)") in msg
     assert "set quality.base_model: " in msg
     with pytest.raises(DataError, match="from the run's param model_name_or_path"):
         predict.base_model_path(None, {"model_name_or_path": str(tmp_path / "gone")}, None, required=True)
@@ -236,91 +248,80 @@ def test_a_base_model_that_moved_names_where_the_path_came_from_and_the_fix(tmp_
     assert predict.base_model_path(audit, {}, None) == str(tmp_path / "moved-away")  # a server may know the name
 
 
-# -- sessions as a user runs them ---------------------------------------------------------------------------------
-def session(work: Path, *args: str, suites=("test_training.py",), config: str | None = None,
-            timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m pytest <work>/suites ...` in a subprocess with <work> as rootdir (its ftgate.yaml = ``config``)."""
-    d = work / "suites"
-    d.mkdir(parents=True, exist_ok=True)
+# -- sessions as a user runs them (in-process pytester: `pytest suites ...` in a fresh directory) --------------------
+def session(pytester, *args: str, suites=("test_training.py",), config: str | None = None):
+    """`pytest suites ...` in ``pytester.path`` (the rootdir; its ftgate.yaml = ``config``)."""
+    d = pytester.path / "suites"
+    d.mkdir(exist_ok=True)
     for suite in suites:
         shutil.copy(SUITES / suite, d / suite)
-    (work / "pytest.ini").write_text("[pytest]\n")
+    pytester.makeini("[pytest]\n")
     if config is not None:
-        (work / "ftgate.yaml").write_text(config)
-    return subprocess.run([sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q", "-rA",
-                           "--ftgate-out", str(work / "out"), *args],
-                          cwd=work, capture_output=True, text=True, timeout=timeout, env={**os.environ})
+        (pytester.path / "ftgate.yaml").write_text(config)
+    return pytester.runpytest("suites", "-p", "no:cacheprovider", "-q", "--ftgate-out", "out", *args)
 
 
-def output(proc: subprocess.CompletedProcess) -> str:
-    return proc.stdout + proc.stderr
+def output(result) -> str:
+    return "\n".join(result.outlines + result.errlines)
 
 
-@pytest.fixture(scope="module")
-def unknown_gate_session(store, tmp_path_factory):
+def test_an_unknown_gate_id_in_ftgate_yaml_is_a_usage_error_in_one_line(pytester, store):
     uri, _, r1, _ = store
-    return session(tmp_path_factory.mktemp("g99"), "--ftgate-tracking-uri", uri, "--run-id", r1,
-                   config="gates: {G99: block}\n")
-
-
-@LEAD
-def test_an_unknown_gate_id_in_ftgate_yaml_is_a_usage_error_in_one_line(unknown_gate_session):
-    out = output(unknown_gate_session)
-    assert unknown_gate_session.returncode == 4, out[-3000:]
-    assert out.count("gates.G99: unknown gate id") == 1 and "gates the suites define: G1, G2, G3, resources" in out
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", r1, config="gates: {G99: block}\n")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert out.count("ftgate.yaml: gates.G99: unknown gate id (gates the suites define: G1, G2, G3, resources)") == 1
     assert not TRACEBACK.search(out)
 
 
-@pytest.fixture(scope="module")
-def wrong_experiment_sessions(store, tmp_path_factory):
+@pytest.mark.parametrize("experiment, says", [
+    ("nosuchexp", "experiment 'nosuchexp' (--ftgate-experiment) does not exist in"),
+    ("exp-b", "the run is in experiment 'exp-a', not in 'exp-b' (--ftgate-experiment); pass --ftgate-experiment exp-a"),
+])
+def test_a_wrong_experiment_is_one_usage_error_naming_experiment_run_and_fix(pytester, store, experiment, says):
     uri, _, r1, _ = store
-    return {exp: session(tmp_path_factory.mktemp(f"exp-{exp}"), "--ftgate-tracking-uri", uri, "--run-id", r1,
-                         "--ftgate-experiment", exp) for exp in ("nosuchexp", "exp-b")}, r1
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", r1, "--ftgate-experiment", experiment)
+    out = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert out.count(f"run {r1!r}: {says}") == 1 and not TRACEBACK.search(out)
+    assert not (pytester.path / "out" / "verdicts" / f"{r1}.json").exists()  # the run was not gated
 
 
-def test_an_experiment_that_does_not_exist_is_not_ignored_by_the_session(wrong_experiment_sessions):
-    procs, r1 = wrong_experiment_sessions
-    out = output(procs["nosuchexp"])
-    assert procs["nosuchexp"].returncode != 0 and " passed" not in out.splitlines()[-1], out[-3000:]
-    assert f"run {r1!r}: experiment 'nosuchexp' (--ftgate-experiment) does not exist" in out
-    out = output(procs["exp-b"])
-    assert procs["exp-b"].returncode != 0, out[-3000:]
-    assert "the run is in experiment 'exp-a', not in 'exp-b' (--ftgate-experiment)" in out
+def test_gating_a_sqlite_store_that_does_not_exist_is_a_usage_error_and_creates_nothing(pytester):
+    result = session(pytester, "--ftgate-tracking-uri", "sqlite:///nonexistent/dir/mlflow.db", "--run-id", "r1")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert out.count(f"the MLflow store {pytester.path / 'nonexistent/dir/mlflow.db'} does not exist") == 1
+    assert not (pytester.path / "nonexistent").exists() and not TRACEBACK.search(out)
 
 
-@LEAD
-def test_a_run_resolution_error_is_one_usage_error_without_a_traceback(wrong_experiment_sessions):
-    procs, _ = wrong_experiment_sessions
-    for proc in procs.values():
-        out = output(proc)
-        assert proc.returncode == 4 and out.count("(--ftgate-experiment)") == 1 and not TRACEBACK.search(out), out
+def test_gating_a_corrupt_store_says_it_is_not_an_sqlite_database(pytester):
+    (pytester.path / "mlflow.db").write_text("not a database\n" * 20)
+    result = session(pytester, "--ftgate-tracking-uri", "sqlite:///mlflow.db", "--run-id", "r1")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert out.count(f"{pytester.path / 'mlflow.db'} is not an SQLite database") == 1
+    assert "does not answer" not in out and not TRACEBACK.search(out)
 
 
-def test_gating_a_sqlite_store_that_does_not_exist_creates_nothing(tmp_path):
-    proc = session(tmp_path, "--ftgate-tracking-uri", "sqlite:///nonexistent/dir/mlflow.db", "--run-id", "r1")
-    out = output(proc)
-    assert proc.returncode != 0, out[-3000:]
-    assert f"the MLflow store {tmp_path / 'nonexistent/dir/mlflow.db'} does not exist" in out
-    assert not (tmp_path / "nonexistent").exists()
+def test_a_read_only_store_is_an_error_before_gating_starts(pytester, store, tmp_path):
+    uri = copy_of(store, tmp_path)
+    with immutable(tmp_path / "mlflow.db"):
+        result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", store[2])
+    out = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert out.count(f"the MLflow store {tmp_path / 'mlflow.db'} cannot be written") == 1
+    assert "passed" not in out and not TRACEBACK.search(out)  # no gate ran
 
 
-def test_gating_a_corrupt_store_says_it_is_not_an_sqlite_database(tmp_path):
-    (tmp_path / "mlflow.db").write_text("not a database\n" * 20)
-    proc = session(tmp_path, "--ftgate-tracking-uri", "sqlite:///mlflow.db", "--run-id", "r1")
-    out = output(proc)
-    assert proc.returncode != 0 and f"{tmp_path / 'mlflow.db'} is not an SQLite database" in out, out[-3000:]
-    assert "does not answer" not in out
-
-
-@LEAD
-def test_a_read_only_store_is_an_error_before_gating_starts(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    (tmp_path / "store").mkdir()
-    run_id = make_run(uri, "r", H.clean())
-    with immutable(tmp_path / "store" / "mlflow.db"):
-        proc = session(tmp_path / "work", "--ftgate-tracking-uri", uri, "--run-id", run_id)
-    out = output(proc)
-    assert proc.returncode != 0 and out.count("cannot be written") == 1 and not TRACEBACK.search(out), out[-3000:]
+def test_a_run_that_crashed_at_step_0_fails_g1_saying_so(pytester, store):
+    uri, _, _, _ = store
+    crashed = make_run(uri, "crashed", {"system/cpu_utilization_percentage": [(0, 90.0)]},
+                       params={"logging_steps": "5"})
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", crashed, "-k", "G1")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+    assert "training stopped at step 0, before its first logging step" in out and "when the config sets" not in out
 
 
 # -- the quality gates on the demo run (train once per test session) ------------------------------------------------
@@ -342,44 +343,87 @@ def copied_store(demo_run, work: Path) -> str:
 
 
 @pytest.mark.slow
-def test_a_test_set_with_bad_rows_errors_the_quality_gates_before_any_model_loads(demo_run, tmp_path):
+def test_a_test_set_with_bad_rows_errors_the_quality_gates_before_any_model_loads(demo_run, pytester, tmp_path):
     uri = copied_store(demo_run, tmp_path)
     bad = bad_test_set(tmp_path / "bad.json", demo_run)
-    proc = session(tmp_path, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-test-set",
-                   str(bad), "--setup-show", suites=("test_training.py", "test_quality.py"), config="")
-    out = output(proc)
-    assert proc.returncode == 1, out[-4000:]
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-test-set",
+                     str(bad), "--setup-show", suites=("test_training.py", "test_quality.py"), config="")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-4000:]
     line = f"test set {str(bad)!r}: 2 of 10 rows cannot be scored: row 3: no reference answer"
     assert line in out and "row 8: no prompt" in out and "quality.bad_rows: warn" in out
     assert "engine_pool" not in out and "SETUP    S engine " not in out  # no model was loaded
-    verdict = json.loads((tmp_path / "out" / "verdicts" / f"{demo_run.run_id}.json").read_text())
+    verdict = json.loads((pytester.path / "out" / "verdicts" / f"{demo_run.run_id}.json").read_text())
     outcomes = {g["id"]: g["outcome"] for g in verdict["gates"]}
     assert {outcomes[g] for g in ("G4", "G5", "adapter_applied", "determinism")} == {"error"}, outcomes
     assert outcomes["G1"] == "passed"  # the other gates still ran
     assert all("2 of 10 rows cannot be scored" in g["message"] for g in verdict["gates"] if g["outcome"] == "error")
 
 
-@LEAD
 @pytest.mark.slow
-def test_a_bad_test_set_shows_one_line_per_quality_gate_and_no_traceback(demo_run, tmp_path):
+def test_a_bad_test_set_shows_one_line_per_quality_gate_and_no_traceback(demo_run, pytester, tmp_path):
     uri = copied_store(demo_run, tmp_path)
     bad = tmp_path / "latin1.json"
     bad.write_bytes('[{"instruction": "caf\u00e9", "output": "b"}]'.encode("latin-1"))
-    proc = session(tmp_path, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-test-set",
-                   str(bad), suites=("test_quality.py",), config="")
-    out = output(proc)
-    assert proc.returncode == 1 and "is not UTF-8 text (byte 0xe9" in out, out[-4000:]
-    assert not TRACEBACK.search(out) and "UnicodeDecodeError" not in out
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-test-set",
+                     str(bad), suites=("test_quality.py",), config="")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-4000:]
+    assert out.count("is not UTF-8 text (byte 0xe9") >= 4 and "UnicodeDecodeError" not in out
+    assert not TRACEBACK.search(out)
 
 
 @pytest.mark.slow
-def test_the_openai_engine_on_a_closed_port_errors_the_quality_gates_in_one_line(demo_run, tmp_path):
+def test_the_openai_engine_on_a_closed_port_errors_the_quality_gates_in_one_line(demo_run, pytester, tmp_path):
     uri = copied_store(demo_run, tmp_path)
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    proc = session(tmp_path, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-engine", "openai",
-                   suites=("test_quality.py",), config=f"engine: {{base_url: '{url}', base_model_name: base}}\n")
-    out = output(proc)
-    assert proc.returncode == 1, out[-4000:]
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-engine",
+                     "openai", suites=("test_quality.py",),
+                     config=f"engine: {{base_url: '{url}', base_model_name: base}}\n")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-4000:]
     assert f"openai engine: {url}/models refused the connection: nothing listens on that port" in out
-    verdict = json.loads((tmp_path / "out" / "verdicts" / f"{demo_run.run_id}.json").read_text())
+    assert not TRACEBACK.search(out)
+    verdict = json.loads((pytester.path / "out" / "verdicts" / f"{demo_run.run_id}.json").read_text())
     assert {g["outcome"] for g in verdict["gates"]} == {"error"}
+
+
+@contextlib.contextmanager
+def moved(directory: Path):
+    """``directory`` moved away for the duration (the demo's base model: put back for the other tests)."""
+    away = directory.with_name(directory.name + "-moved")
+    directory.rename(away)
+    try:
+        yield away
+    finally:
+        away.rename(directory)
+
+
+@pytest.mark.slow
+def test_a_base_model_that_moved_errors_the_quality_gates_naming_the_record_and_the_key(demo_run, pytester, tmp_path):
+    uri = copied_store(demo_run, tmp_path)
+    with moved(demo_run.base_model_dir):
+        result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id,
+                         suites=("test_quality.py",), config="")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-4000:]
+    assert (f"the run's base model '{demo_run.base_model_dir}' (from the run's audit record, "
+            "input_artifacts.base_model.path) does not exist on this machine") in out
+    assert "set quality.base_model: " in out and not TRACEBACK.search(out)
+
+
+@pytest.mark.slow
+def test_quality_base_model_finds_a_moved_base_and_bad_rows_warn_shows_in_the_verdict(demo_run, pytester, tmp_path):
+    uri = copied_store(demo_run, tmp_path)
+    bad = bad_test_set(tmp_path / "bad.json", demo_run)
+    with moved(demo_run.base_model_dir) as away:
+        result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", demo_run.run_id, "--ftgate-test-set",
+                         str(bad), "-k", "G4 or G5", suites=("test_quality.py",),
+                         config=f"quality: {{bad_rows: warn, base_model: '{away}'}}\n")
+    out = output(result)
+    verdict = json.loads((pytester.path / "out" / "verdicts" / f"{demo_run.run_id}.json").read_text())
+    gates = {g["id"]: g for g in verdict["gates"]}
+    assert {gates[g]["outcome"] for g in ("G4", "G5")} <= {"passed", "failed"}, out[-4000:]  # gated, not errored
+    for g in ("G4", "G5"):
+        assert f"WARNING: test set {bad}: 2 row(s) left out, not scored (quality.bad_rows: warn)" in gates[g]["message"]
+        assert "row 3: no reference answer" in gates[g]["message"] and gates[g]["label"]

@@ -144,7 +144,10 @@ def config(tmp_path: Path, text: str):
 
 def test_the_backend_follows_the_engine_unless_set(tmp_path):
     assert bench.settings_from_config(config(tmp_path, "engine: {kind: hf}\n"), cuda=False).backend == "hf"
-    assert bench.settings_from_config(config(tmp_path, "engine: {kind: vllm}\n")).backend == "vllm"
+    s = bench.settings_from_config(config(tmp_path, "engine: {kind: vllm}\n"))
+    assert (s.backend, s.session_server) == ("local-completions", True)  # the session's own vLLM server
+    s = bench.settings_from_config(config(tmp_path, "engine: {kind: vllm}\nbenchmarks: {backend: vllm}\n"))
+    assert (s.backend, s.session_server) == ("vllm", False)  # lm-eval's own vllm backend, in the vLLM venv
     cfg = config(tmp_path, "engine: {kind: openai, base_url: 'http://h:8000/v1'}\n")
     s = bench.settings_from_config(cfg)
     assert s.backend == "local-completions" and s.engine.base_url == "http://h:8000/v1"

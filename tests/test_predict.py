@@ -82,7 +82,8 @@ def test_the_quality_gates_show_the_test_set_warning(tmp_path):
     (b'[{"instruction": "a" "output": "b"}]', "not valid JSON at row 1"),
     (b'{"instruction": "a", "output": "b"}\n{"instruction": "c", oops}\n', "1 of 2 lines are not valid JSON: row 2"),
     (b'{\n "instruction": "a",\n "output": "b"\n}\n', "is one JSON object, not rows"),
-    ('[{"instruction": "caf\u00e9", "output": "b"}]'.encode("latin-1"), "is not UTF-8 text (byte 0xe9 at offset 21, line 1"),
+    ('[{"instruction": "caf\u00e9", "output": "b"}]'.encode("latin-1"),
+     "is not UTF-8 text (byte 0xe9 at offset 21, line 1"),
     (b'[1, {"instruction": "a", "output": "b"}]', "row 1: not an object (int)"),
 ])
 def test_a_malformed_test_set_is_one_line_naming_the_file_and_the_fix(tmp_path, content, expected):
@@ -201,30 +202,53 @@ def test_g4_passes_when_the_candidate_beats_the_base_model():
     check = predict.baseline_gate(answers("candidate", REFS), [answers("base", ["x y z"] * 30)], q, ["no registry"])
     assert check.passed and check.value == float("inf")
     row = check.details["comparisons"][0]
-    assert row["ci_low"] > 0 and row["significant_regression"] is False and "no registry" in check.message
+    assert row["ci_low"] > 0 and row["decision"] == "not_worse" and "no registry" in check.message
 
 
-def test_g4_blocks_a_candidate_below_95_percent_of_production_with_a_significant_ci():
+def test_g4_blocks_a_candidate_whose_whole_interval_lies_below_95_percent_of_production():
     worse = [r.split()[0] for r in REFS]  # one word of three
     q = Quality(baseline_metrics=("rouge1", "f1"))
     check = predict.baseline_gate(answers("candidate", worse),
                                   [answers("base", ["x"] * 30), answers("production", REFS)], q)
-    assert not check.passed and check.value == pytest.approx(0.5)
+    assert not check.passed and check.value == pytest.approx(0.5) and not check.details.get("inconclusive")
     bad = [r for r in check.details["comparisons"] if r["regression"]]
     assert {r["baseline"] for r in bad} == {"production"}
-    assert all(r["significant_regression"] and r["ci_high"] < 0 for r in bad)
-    assert "significant regression" in check.message
+    assert all(r["decision"] == "worse" and r["ci_high"] < -r["allowed_drop"] for r in bad)
+    assert "worse beyond the allowed drop" in check.message
 
 
-def test_g4_with_require_significance_passes_a_shortfall_that_may_be_noise():
+def test_g4_on_a_tiny_test_set_is_inconclusive_and_says_how_many_samples_would_decide():
     refs = ["a b c d", "e f g h", "i j k l", "m n o p"]
     cand = answers("candidate", ["a b c d", "e f g h", "i j x x", "m n x x"], refs)
     prod = answers("production", ["a b c d", "e f x x", "i j k l", "m n o p"], refs)
-    strict, lenient = Quality(baseline_metrics=("f1",)), Quality(baseline_metrics=("f1",),
-                                                                require_significant_regression=True)
-    assert not predict.baseline_gate(cand, [prod], strict).passed
-    check = predict.baseline_gate(cand, [prod], lenient)
-    assert check.passed and "not significant" in check.message
+    check = predict.baseline_gate(cand, [prod], Quality(baseline_metrics=("f1",)))
+    assert not check.passed and check.details["inconclusive"] is True
+    (row,) = check.details["comparisons"]
+    assert row["decision"] == "inconclusive" and row["samples_to_decide"] > 4
+    assert f"about {row['samples_to_decide']} test samples would decide" in check.message
+
+
+def test_g4_decides_the_same_shortfall_on_a_large_test_set():
+    refs = ["a b c d", "e f g h", "i j k l", "m n o p"] * 100
+    cand = answers("candidate", (["a b c d", "e f g h", "i j x x", "m n x x"]) * 100, refs)
+    prod = answers("production", (["a b c d", "e f x x", "i j k l", "m n o p"]) * 100, refs)
+    check = predict.baseline_gate(cand, [prod], Quality(baseline_metrics=("f1",), bootstrap_samples=300))
+    (row,) = check.details["comparisons"]
+    assert row["decision"] == "worse" and not check.passed and not check.details.get("inconclusive")
+
+
+def test_g4_does_not_block_a_zero_score_against_a_near_zero_base_it_cannot_tell_apart():
+    refs = [f"w{i} v{i}" for i in range(30)]
+    base = answers("base", ["x"] * 29 + [f"w29 z"], refs)  # f1 0.011 from one lucky word
+    cand = answers("candidate", ["x"] * 30, refs)  # f1 0
+    check = predict.baseline_gate(cand, [base], Quality(baseline_metrics=("f1",)))
+    assert check.details["comparisons"][0]["decision"] == "inconclusive" and check.details["inconclusive"]
+
+
+def test_samples_to_decide_grows_as_the_difference_nears_the_allowed_drop():
+    far = predict.samples_to_decide(40, -0.30, -0.40, -0.02, 0.05)
+    near = predict.samples_to_decide(40, -0.06, -0.16, 0.04, 0.05)
+    assert 40 < far < near and predict.samples_to_decide(40, -0.05, -0.1, 0.0, 0.05) is None
 
 
 # -- adapter_applied and determinism -----------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_an_adapter_worse_than_production_is_blocked(pytester, demo_run, cache_d
     assert gates["G4"]["outcome"] == "failed" and gates["adapter_applied"]["outcome"] == "passed"
     bad = [r for r in gates["G4"]["details"]["comparisons"] if r["regression"]]
     assert bad and {r["baseline"] for r in bad} == {"production"}
-    assert all(r["significant_regression"] for r in bad)
+    assert all(r["decision"] == "worse" and r["ci_high"] < -r["allowed_drop"] for r in bad)
     assert "production = ftgate-demo v1" in gates["G4"]["message"]
 
 

@@ -192,3 +192,73 @@ def test_the_audit_section_matches_adapter_files_against_the_record_whatever_the
         {"name": "a.safetensors", "sha256": "1" * 64, "size": 3}, {"name": "b.json", "sha256": "3" * 64, "size": 1}])
     rows = re.findall(r"<tr><td>(a\.safetensors|b\.json)</td>.*?<td>(yes|no)</td></tr>", report.audit_html(ev, []))
     assert rows == [("a.safetensors", "yes"), ("b.json", "no")]
+
+
+# -- the reviewer's first screen -----------------------------------------------------------------------------------
+LEAK_PAIRS = "; ".join(f"test.json row {i} = train.json row {i + 100}" for i in range(1, 20))
+
+
+def blocked_and_passing():
+    blocked = verdict([
+        gate("G1"), gate("integrity", name="integrity", outcome="failed",
+                         value={"verified": 19, "mismatched": 1, "unverifiable": 0},
+                         threshold="every recorded sha256 matches",
+                         message="adapter file adapter_model.safetensors differs from the one trained",
+                         details={"mismatched": [{"what": "adapter file", "path": "adapter/adapter_model.safetensors"}]}),
+        gate("leakage", name="leakage", outcome="failed", value=0.2969, threshold="<= 0.0% of test prompts",
+             message=f"19 of 64 test prompts (29.7%) appear in the training data (19 exactly): {LEAK_PAIRS}. Remove "
+                     "them from the training data (or the test set) and retrain", details={"leaked": 19}),
+        gate("G2", severity="warn", outcome="failed", value=3.1, threshold="final < initial", message="slow")],
+        "block", name="run-blocked")
+    blocked["run_id"] = "b" * 32
+    passing = verdict([gate("G1"), gate("G4", details=G4)], "pass", name="run-passing")
+    return [report.RunEvidence(passing, record=record(name="run-passing")),
+            report.RunEvidence(blocked, record=record(name="run-blocked"))]
+
+
+def test_the_first_screen_says_which_runs_are_blocked_and_why_before_anything_else():
+    page = report.session_html(blocked_and_passing(), {"version": "0.1.0"})
+    first = page[: page.index('<article class="ftgate-run-report"')]
+    assert first.index("run-blocked") < first.index("run-passing")  # blocked runs first
+    assert "BLOCKED" in first and "3 gate(s) did not pass" in first and "every gate that ran passed" in first
+    lines = re.findall(r"<li class=\"ftgate-(?:fail|warn)\">(.*?)</li>", first)
+    assert len(lines) == 3 and "integrity" in lines[0] and "leakage" in lines[1] and "G2" in lines[2]
+    assert "19 verified, 1 mismatched, 0 unverifiable (needs every recorded sha256 matches)" in lines[0]
+    assert "0.2969 (needs &lt;= 0.0% of test prompts)" in lines[1]
+    assert "row 19 = train.json" not in first  # the leakage pairs are not on the first screen
+    assert '{"verified"' not in page and "integrity integrity" not in page and "integrity / integrity" not in page
+    articles = re.findall(r'<article class="ftgate-run-report" id="run-([ab]+)"', page)
+    assert articles == ["b" * 32, "a" * 32]
+
+
+def test_failing_gates_come_first_shaded_with_their_long_evidence_folded():
+    html_ = report.gate_table(blocked_and_passing()[1].verdict["gates"])
+    rows = re.findall(r'<tr class="ftgate-(\w+)"><td>([^<]+)</td><td>([^<]*)</td>', html_)
+    assert [(c, gid) for c, gid, _ in rows] == [("fail", "integrity"), ("fail", "leakage"), ("warn", "G2"),
+                                                ("pass", "G1")]
+    assert all(name == "" for _, gid, name in rows if gid in ("integrity", "leakage"))  # no "integrity integrity"
+    leak = html_[html_.index("<td>leakage</td>"):html_.index("<td>G2</td>")]
+    shown, hidden = leak.split('<details class="ftgate-fold">', 1)
+    assert "19 of 64 test prompts" in shown and "row 19 = train.json row 119" not in shown
+    assert "row 19 = train.json row 119" in hidden
+    assert "tr.ftgate-fail,.ftgate-gates tr.ftgate-error{background:#fdecea}" in report.CSS
+
+
+def test_values_and_thresholds_read_as_words():
+    assert report.words({"verified": 19, "mismatched": 1}) == "19 verified, 1 mismatched"
+    assert report.words({"exact_match": "> 0.8", "f1": "> 0.8"}) == "exact_match > 0.8, f1 > 0.8"
+    assert report.words({"gpu_memory_pct": None, "hours": 0.00694}) == "gpu_memory_pct no value, hours 0.00694"
+    assert report.words(None) == "no value" and report.words(0.123456) == "0.1235"
+
+
+def test_a_partial_verdict_is_shown_as_neither_pass_nor_block():
+    ev = report.RunEvidence(verdict([gate("G1")], "partial"), record=record())
+    ev.verdict["partial_reason"] = "-k selected 1 of 18 gates"
+    page = report.session_html([ev], {"version": "0.1.0"})
+    assert 'class="ftgate-banner ftgate-partial"' in page and 'class="ftgate-decision ftgate-partial"' in page
+    assert "PARTIAL" in page and "no release decision" in page and "-k selected 1 of 18 gates" in page
+    assert "ftgate-banner.ftgate-partial{background:#546e7a}" in report.CSS
+
+
+def test_pytest_htmls_environment_box_is_moved_below_the_verdicts():
+    assert "#environment-header,#environment{order:99}" in report.CSS and "body{display:flex" in report.CSS

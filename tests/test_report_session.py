@@ -141,9 +141,11 @@ def test_every_verdict_records_the_sha256_of_the_final_report(gated, store):
     client = registry.client_for(store[0])
     for run_id, _ in runs.values():
         assert json.loads((out / "verdicts" / f"{run_id}.json").read_text())["report_sha256"] == digest
-        assert client.get_run(run_id).data.tags["ftgate.report_sha256"] == digest
-        assert {a.path for a in client.list_artifacts(run_id, "ftgate")} >= {
-            "ftgate/report.html", f"ftgate/{run_id}.json", f"ftgate/{run_id}.intoto.json"}
+        tags = client.get_run(run_id).data.tags
+        assert tags["ftgate.report_sha256"] == digest
+        where = tags["ftgate.evidence"]  # ftgate/sessions/<session id>: this session's evidence, kept as it is
+        assert {a.path for a in client.list_artifacts(run_id, where)} >= {
+            f"{where}/report.html", f"{where}/{run_id}.json", f"{where}/{run_id}.intoto.json"}
 
 
 def test_report_json_and_summary_md_describe_the_session(gated):
@@ -213,7 +215,7 @@ def test_zz_the_operator_presses_ctrl_c(ft_run, gate):
 '''
 
 
-def test_an_interrupted_session_still_writes_its_report_marked_incomplete(store, tmp_path):
+def test_an_interrupted_session_still_writes_its_report_marked_partial_and_promotes_nothing(store, tmp_path):
     uri, root, runs = store
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "test_zz_interrupt.py").write_text(INTERRUPTING)
@@ -226,7 +228,9 @@ def test_an_interrupted_session_still_writes_its_report_marked_incomplete(store,
     doc = json.loads((out / "report.json").read_text())
     assert doc["session"]["interrupted"] is True and doc["runs"][0]["incomplete"] is True
     assert doc["runs"][0]["report_sha256"] == hashlib.sha256((out / "report.html").read_bytes()).hexdigest()
-    assert doc["runs"][0]["promotion"]["skipped"] == "the verdict is incomplete"
+    assert doc["runs"][0]["verdict"] == "partial"
+    assert doc["runs"][0]["promotion"]["skipped"].startswith("the session's verdict is partial")
+    assert "promotion REFUSED" in proc.stdout
 
 
 def test_without_pytest_html_the_report_is_still_written(store, tmp_path):
@@ -247,7 +251,7 @@ def test_an_output_directory_that_cannot_be_written_fails_before_any_gate(store,
                            "--ftgate-tracking-uri", uri, "--run-id", runs["passed"][0],
                            "--ftgate-out", str(blocker / "out")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]  # a collection error: nothing ran
-    assert "cannot be written (Not a directory); pass a writable directory" in proc.stdout
-    assert "collected 0 items / 1 error" in proc.stdout
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]  # a usage error: nothing ran
+    assert "cannot be written (Not a directory); pass a writable directory" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert not list(tmp_path.rglob("report.html"))

@@ -1,6 +1,6 @@
 """The engine registry, the OpenAI-compatible client (against a real local HTTP server that fails on purpose), and the
 vllm engine's contract — command line, readiness polling, early-exit detection, teardown of the process tree —
-against tests/fake_vllm.py. vLLM itself cannot run here (no GPU): nothing in this file claims it ran."""
+against tests/fake_vllm.py (fast, and able to misbehave on purpose). The real vLLM is tested in tests/test_vllm.py."""
 
 import json
 import os
@@ -86,20 +86,57 @@ def test_a_rank_above_512_is_refused_before_launch():
         max_lora_rank([1024])
 
 
-def test_the_vllm_command_line_serves_base_and_adapters_on_localhost(base_dir, tmp_path):
-    engine = vllm(base_dir, tmp_path, tensor_parallel_size=2, seed=7, extra_args=("--max-model-len", "128"))
+def test_the_vllm_command_line_serves_base_and_adapters_on_localhost(base_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTGATE_VLLM_DEVICE", "gpu")
+    engine = vllm(base_dir, tmp_path, tensor_parallel_size=2, seed=7, extra_args=("--enforce-eager",))
     a, b = lora_dir(tmp_path / "a", r=8), lora_dir(tmp_path / "b", r=12, rank_pattern={"q_proj": 20})
     engine.add_adapter("cand", a)
     engine.add_adapter("prod", b)
     assert engine.command(4242)[2:] == [
-        "serve", str(base_dir), "--enable-lora", "--lora-modules", f"cand={a}", f"prod={b}", "--max-lora-rank", "32",
-        "--host", "127.0.0.1", "--port", "4242", "--seed", "7", "--tensor-parallel-size", "2", "--max-model-len", "128"]
+        "serve", str(base_dir), "--enable-lora", "--max-loras", "4", "--lora-modules", f"cand={a}", f"prod={b}",
+        "--max-lora-rank", "32", "--dtype", "auto", "--trust-request-chat-template", "--host", "127.0.0.1", "--port", "4242", "--seed", "7",
+        "--tensor-parallel-size", "2", "--enforce-eager"]
 
 
-def test_a_missing_vllm_executable_says_it_needs_its_own_environment(base_dir, tmp_path):
+def test_on_cpu_the_server_runs_in_float32_with_a_short_context_and_a_small_kv_cache(base_dir, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("FTGATE_VLLM_DEVICE", "cpu")
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    (base_dir / "config.json").write_text(json.dumps({"max_position_embeddings": 8192}))
+    engine = vllm(base_dir, tmp_path, cpu_kvcache_gib=2)
+    cmd = engine.command(4242)
+    assert cmd[cmd.index("--dtype") + 1] == "float32"
+    assert cmd[cmd.index("--max-model-len") + 1] == "2048"
+    assert engine.environment()["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    short = vllm(base_dir, tmp_path, max_model_len=96).command(1)
+    assert short[short.index("--max-model-len") + 1] == "96"
+
+
+def test_a_missing_vllm_executable_says_how_to_make_the_environment(base_dir, tmp_path):
     engine = vllm(base_dir, tmp_path, vllm_executable="ftgate-no-such-vllm")
-    with pytest.raises(EngineError, match="its own environment"):
+    with pytest.raises(EngineError, match="not on PATH; run `make vllm`"):
         engine.start()
+
+
+def test_without_configuration_the_checkouts_vllm_environment_is_found(base_dir, tmp_path, monkeypatch):
+    exe = tmp_path / "venv" / "bin" / "vllm"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("FTGATE_VLLM_VENV", str(tmp_path / "venv"))
+    assert vllm(base_dir, tmp_path, vllm_executable="vllm").executable() == [str(exe)]
+    assert vllm(base_dir, tmp_path, vllm_executable=FAKE).executable()[0] == sys.executable  # the key overrides
+
+
+def test_no_vllm_environment_anywhere_is_an_error_that_says_make_vllm(base_dir, tmp_path, monkeypatch):
+    import pytest_ftgate.serve.vllm as v
+
+    monkeypatch.setenv("FTGATE_VLLM_VENV", str(tmp_path / "none"))
+    monkeypatch.setattr(v, "CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(EngineError, match="the vLLM environment is missing .*run `make vllm`"):
+        vllm(base_dir, tmp_path, vllm_executable="vllm").start()
 
 
 def test_an_adapter_vllm_cannot_serve_is_refused_before_a_server_is_launched(base_dir, tmp_path):
@@ -144,13 +181,14 @@ def test_a_bad_base_model_path_fails_with_the_servers_own_message(tmp_path):
         engine.start()
 
 
-def test_a_port_already_taken_fails_with_the_command_and_log(base_dir, tmp_path):
+def test_a_configured_port_already_taken_is_refused_before_launch(base_dir, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         engine = vllm(base_dir, tmp_path, port=taken.getsockname()[1])
-        with pytest.raises(EngineError, match="(?s)exited with code 1.*address already in use"):
+        with pytest.raises(EngineError, match="engine.port .* is already in use on 127.0.0.1.*engine.port: 0"):
             engine.start()
+        assert engine.server is None  # nothing was launched
 
 
 def test_a_server_that_never_becomes_ready_times_out_and_is_stopped(base_dir, tmp_path, monkeypatch):
@@ -304,7 +342,7 @@ def test_no_more_requests_are_in_flight_than_the_concurrency_bound():
 def test_the_openai_engine_names_an_unreachable_server():
     cfg = Engine(kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", base_model_name="b")
     engine = create_engine("openai", "base", cfg)
-    with pytest.raises(EngineError, match="does not answer .* start the server or fix engine.base_url"):
+    with pytest.raises(EngineError, match="refused the connection.*start the server.*engine.base_url"):
         engine.start()
     with pytest.raises(EngineError, match="needs engine.base_url"):
         create_engine("openai", "base", Engine(kind="openai"))

@@ -36,7 +36,8 @@ def write_config(root: Path, name: str, **overrides) -> Path:
 
 def tmp_store(root: Path) -> RunStore:
     (root / ".ftgate").mkdir(parents=True, exist_ok=True)
-    return RunStore(f"sqlite:///{root / '.ftgate' / 'mlflow.db'}", None, str(root / ".ftgate" / "artifacts"))
+    return RunStore(f"sqlite:///{root / '.ftgate' / 'mlflow.db'}", None, str(root / ".ftgate" / "artifacts"),
+                    create=True)
 
 
 # -- bad input, no training -------------------------------------------------------------------------------
@@ -161,6 +162,25 @@ def test_the_test_split_is_recorded_but_never_trained_on(tmp_path, monkeypatch):
     assert not train_rows & test_rows
 
 
+
+def test_a_benchmark_scoped_to_the_demos_data_is_skipped_with_its_reason_for_other_runs():
+    demo = {"input_artifacts": {"datasets": [{"name": "translate_train", "split": "train"},
+                                             {"name": "translate_test", "split": "test"}]}}
+    assert train.benchmark_out_of_scope("demo_mc", ("translate_train",), demo, {}) == ""
+    assert train.benchmark_out_of_scope("mmlu", (), None, {}) == ""  # unscoped: every run
+    mine = {"input_artifacts": {"datasets": [{"name": "support_tickets", "split": "train"}]}}
+    reason = train.benchmark_out_of_scope("demo_mc", ("translate_train",), mine, {})
+    assert reason == ("bench:demo_mc applies to runs trained on translate_train (benchmarks.tasks[].trained_on in "
+                      "ftgate.yaml); this run trained on support_tickets")
+    assert "this run trained on a,b" not in train.benchmark_out_of_scope(  # no record: LLaMA-Factory's param
+        "demo_mc", ("translate_train",), None, {"llamafactory.dataset": "a,b"}) and "trained on a, b" in \
+        train.benchmark_out_of_scope("demo_mc", ("translate_train",), None, {"llamafactory.dataset": "a,b"})
+    from pytest_ftgate.config import load_config
+
+    repo = load_config(REPO / "ftgate.yaml")
+    assert {t.name: t.trained_on for t in repo.benchmarks.tasks} == {"demo_mc": ("translate_train",),
+                                                                     "demo_gen": ("translate_train",)}
+
 # -- end to end ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_demo_trains_into_one_finished_mlflow_run_with_llamafactory_metrics_and_args(demo_run):
@@ -176,12 +196,13 @@ def test_the_demo_trains_into_one_finished_mlflow_run_with_llamafactory_metrics_
     assert any(k.startswith("system/cpu_utilization") for k in run.history)
     assert any(k.startswith("system/system_memory_usage") for k in run.history)
     p = run.params
-    assert (p["llamafactory.lora_rank"], p["llamafactory.finetuning_type"]) == ("8", "lora")
-    assert p["llamafactory.dataset"] == "translate_train" and p["llamafactory.additional_target"] == "lm_head"
+    cfg = yaml.safe_load(demo_run.config.read_text())
+    assert (p["llamafactory.lora_rank"], p["llamafactory.finetuning_type"]) == (str(cfg["lora_rank"]), "lora")
+    assert p["llamafactory.dataset"] == "translate_train" and p["llamafactory.lora_target"] == cfg["lora_target"]
     assert p["llamafactory.model_name_or_path"] == str(demo_run.base_model_dir.resolve())
     assert p["learning_rate"] == "0.005"  # the trainer's own arguments, logged by LLaMA-Factory's callback
     loss = run.history["loss"]
-    assert loss[-1][1] < 0.1 * loss[0][1]
+    assert loss[-1][1] < 0.25 * loss[0][1]  # the demo learns: 5.2 -> 0.77 on this recipe
     files = store.list_artifacts(demo_run.run_id)
     assert {"adapter/adapter_model.safetensors", "adapter/adapter_config.json", "audit/audit_record.json",
             "audit/pip_freeze.txt"} <= set(files)
@@ -231,3 +252,90 @@ def test_an_unknown_llamafactory_key_is_named_before_any_training_starts(tmp_pat
                              cwd=root)
     assert store.client.search_runs([store.experiment_id(create=True)]) == []
     assert not (tmp_path / "logs").exists()
+
+
+# LLaMA-Factory's examples/train_lora/qwen3_lora_sft.yaml, key for key; changed only: the model (a local path, and
+# `template` with it), and the size (rows, length, workers, epochs, bf16 on CPU). Its datasets are our own rows in
+# the layout of LLaMA-Factory's data/ (identity.json, alpaca_en_demo.json), next to the working directory.
+UPSTREAM_EXAMPLE = """\
+### model
+model_name_or_path: .ftgate/ftgate-demo-base
+trust_remote_code: true
+
+### method
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+
+### dataset
+dataset: identity,alpaca_en_demo
+template: default
+cutoff_len: 64
+max_samples: 8
+preprocessing_num_workers: null
+dataloader_num_workers: 0
+
+### output
+output_dir: saves/qwen3-4b/lora/sft
+logging_steps: 1
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+save_only_model: false
+report_to: none  # choices: [none, wandb, tensorboard, swanlab, mlflow]
+
+### train
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 8
+learning_rate: 1.0e-4
+num_train_epochs: 1.0
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: false
+ddp_timeout: 180000000
+resume_from_checkpoint: null
+"""
+
+
+def llamafactory_layout(root: Path) -> None:
+    """``root/data`` as LLaMA-Factory's repository lays it out: dataset_info.json, identity, alpaca demo rows."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    identity = [{"instruction": q, "input": "", "output": a} for q, a in [
+        ("hi", "Hello! I am {{name}}, an AI assistant developed by {{author}}."), ("Who are you?", "I am {{name}}."),
+        ("What is your name?", "You may call me {{name}}."), ("Who made you?", "{{author}} developed me.")] * 3]
+    alpaca = [{"instruction": f"Give a synonym of word number {i}.", "input": "", "output": f"synonym {i}"}
+              for i in range(12)]
+    held_out = [{"instruction": f"Give a synonym of word number {i}.", "input": "", "output": f"synonym {i}"}
+                for i in range(100, 104)]
+    for name, rows in (("identity", identity), ("alpaca_en_demo", alpaca), ("held_out", held_out)):
+        (data / f"{name}.json").write_text(json.dumps(rows, indent=2))
+    (data / "dataset_info.json").write_text(json.dumps({n: {"file_name": f"{n}.json"} for n in (
+        "identity", "alpaca_en_demo", "held_out")}, indent=2))
+
+
+@pytest.mark.slow
+def test_an_upstream_llamafactory_example_trains_unchanged_from_its_layout_with_output_dir_honoured(tmp_path,
+                                                                                                   demo_run):
+    root = tmp_path / "llamafactory"
+    llamafactory_layout(root)
+    shutil.copytree(demo_run.base_model_dir, root / ".ftgate" / "ftgate-demo-base")
+    (root / "examples" / "train_lora").mkdir(parents=True)
+    config = root / "examples" / "train_lora" / "qwen3_lora_sft.yaml"
+    config.write_text(UPSTREAM_EXAMPLE)
+    store = tmp_store(tmp_path)
+    with pytest.raises(ConfigError, match="no held-out test set"):  # refused before any training
+        train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None, cwd=root)
+    run_id = train.ensure_trained(config, store, retrain=False, log_dir=tmp_path / "logs", echo=lambda m: None,
+                                  cwd=root, test_dataset="held_out")
+    out = root / "saves" / "qwen3-4b" / "lora" / "sft"
+    assert (out / "adapter_model.safetensors").is_file() and (out / "training_loss.png").is_file()
+    assert not [p for p in out.iterdir() if p.is_dir() and not p.name.startswith("checkpoint-")]  # no run-name dir
+    rec = json.loads(store.download(run_id, "audit/audit_record.json", tmp_path / "dl").read_text())
+    got = [(d["name"], d["split"], d["samples"], d.get("max_samples")) for d in rec["input_artifacts"]["datasets"]]
+    assert got == [("identity", "train", 8, 8), ("alpaca_en_demo", "train", 8, 8), ("held_out", "test", 4, None)]
+    assert rec["input_artifacts"]["dataset_info"]["entries"] == ["alpaca_en_demo", "held_out", "identity"]
+    params = store.client.get_run(run_id).data.params
+    assert params["ftgate.output_dir"] == str(out) and params["llamafactory.dataset"] == "identity,alpaca_en_demo"

@@ -141,6 +141,7 @@ class OpenAIClient:
         self.backoff_s = backoff_s
         self.api_key = api_key
         self.send_chat_template = send_chat_template  # vLLM accepts a per-request `chat_template`
+        self.alive: Callable[[], bool] | None = None  # a server we launched: no retries once it has exited
         self._local = threading.local()
 
     def _session(self):
@@ -163,6 +164,8 @@ class OpenAIClient:
 
         last = ""
         for attempt in range(self.retries + 1):
+            if attempt and self.alive is not None and not self.alive():
+                raise EngineError(f"POST {self.base_url}{path} failed: the server has exited; last: {last}")
             if attempt:
                 time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 30.0))
             try:
@@ -175,7 +178,10 @@ class OpenAIClient:
                 continue
             if resp.status_code >= 400:
                 raise EngineError(f"POST {self.base_url}{path} was refused: HTTP {resp.status_code}: {resp.text[:300]}")
-            return resp.json()
+            try:
+                return resp.json()
+            except ValueError:  # vLLM's /v1/load_lora_adapter answers plain text
+                return {"text": resp.text}
         raise EngineError(f"POST {self.base_url}{path} failed {self.retries + 1} times; last: {last}")
 
     def complete(self, model: str, prompt: Prompt, params: GenParams) -> str:
@@ -211,3 +217,41 @@ class OpenAIClient:
                 f"{len(errors)} of {len(prompts)} requests to {self.base_url} (model {model!r}) failed after "
                 f"{self.retries} retries; first error: {errors[0]}", outputs, len(errors))
         return [o or "" for o in outputs]
+
+
+def check_adapter_base(path: str | Path, base_model: str | Path) -> None:
+    """EngineError naming both base models when the adapter's LoRA weights do not fit ``base_model``'s layers.
+
+    The shapes come from the safetensors header (no weights are read): every ``lora_A`` input and ``lora_B``
+    output width must be one of the base model's layer widths. A base without a readable ``config.json`` or an
+    adapter without a safetensors file is not judged here (the engine's own loader reports those).
+    """
+    import struct
+
+    p, base = Path(path), Path(base_model)
+    try:
+        base_cfg = json.loads((base / "config.json").read_text())
+        with open(p / "adapter_model.safetensors", "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError, struct.error):
+        return
+    hidden = int(base_cfg.get("hidden_size") or 0)
+    heads = int(base_cfg.get("num_attention_heads") or 1)
+    head_dim = int(base_cfg.get("head_dim") or (hidden // heads if hidden else 0))
+    widths = {hidden, int(base_cfg.get("intermediate_size") or 0), heads * head_dim,
+              int(base_cfg.get("num_key_value_heads") or heads) * head_dim, int(base_cfg.get("vocab_size") or 0)}
+    bad = []
+    for key, meta in header.items():
+        shape = meta.get("shape") if isinstance(meta, dict) else None
+        if not shape or len(shape) != 2:
+            continue
+        width = shape[1] if ".lora_A." in key else shape[0] if ".lora_B." in key else None
+        if width is not None and width not in widths:
+            bad.append((key, width))
+    if bad:
+        recorded = adapter_config(p).get("base_model_name_or_path") or "(not recorded)"
+        key, width = bad[0]
+        raise EngineError(f"adapter {str(p)!r} was trained on base model {recorded!r}, not on the served base model "
+                          f"{str(base)!r}: its {key} is {width} wide, the served base's layers are "
+                          f"{sorted(w for w in widths if w)}; gate the adapter against its own base model")
