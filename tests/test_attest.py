@@ -33,7 +33,7 @@ def keys(tmp_path):
     return priv, pub
 
 
-VERDICT = {"run_id": "a" * 32, "run_name": "demo", "verdict": "pass", "incomplete": False, "error": "",
+VERDICT = {"run_id": "a" * 32, "run_name": "demo", "verdict": "pass", "complete": True, "error": "",
            "report_sha256": "b" * 64, "started_at": "t0", "finished_at": "t1",
            "gates": [{"id": "G1", "name": "stability", "severity": "block", "outcome": "passed", "value": "finite",
                       "threshold": "finite", "message": "ok", "details": {"samples": ["big"]}}]}
@@ -41,9 +41,16 @@ PARAMS = {"ftgate.dataset_sha256": "sha256:" + "c" * 64, "ftgate.config_sha256":
           "lora_rank": "8"}
 
 
-def write(adapter, path, key=None):
+def trained(adapter):
+    """The audit record's output_artifacts as training wrote them for ``adapter``."""
+    files = [{"name": f["name"], "sha256": "sha256:" + f["sha256"]} for f in attest.file_digests(adapter)]
+    return {"output_artifacts": {"adapter": {"files": files}}}
+
+
+def write(adapter, path, key=None, verdict=None, audit=None):
     st = attest.statement(attest.file_digests(adapter), attest.predicate(
-        VERDICT, {"run_id": "a" * 32}, attest.lineage(PARAMS, None), {"gating": {"pytest_ftgate": "0.1.0"}}))
+        verdict or VERDICT, {"run_id": "a" * 32}, attest.lineage(PARAMS, audit or trained(adapter)),
+        {"gating": {"pytest_ftgate": "0.1.0"}}))
     return attest.write(path, st, key)
 
 
@@ -59,14 +66,16 @@ def test_the_statement_is_in_toto_v1_with_one_subject_per_adapter_file(adapter, 
     pred = st["predicate"]
     assert pred["verdict"] == "pass" and pred["report_sha256"] == "b" * 64
     assert pred["gates"][0]["id"] == "G1" and "details" not in pred["gates"][0]
-    assert pred["lineage"] == {"config_sha256": "sha256:" + "d" * 64, "dataset_sha256": "sha256:" + "c" * 64}
+    lineage = {k: v for k, v in pred["lineage"].items() if k != "adapter_files_recorded"}
+    assert lineage == {"config_sha256": "sha256:" + "d" * 64, "dataset_sha256": "sha256:" + "c" * 64}
+    assert len(pred["lineage"]["adapter_files_recorded"]) == 3
 
 
 def test_verify_passes_on_the_adapter_and_fails_after_one_byte_changes(adapter, tmp_path, keys, capsys):
     priv, pub = keys
     att = write(adapter, tmp_path / "a.intoto.json", attest.load_private_key(priv))
     assert cli.main(["verify", str(att), str(adapter), "--public-key", str(pub)]) == 0
-    assert "OK, 3 file(s) match; signature verified" in capsys.readouterr().out
+    assert "OK, 3 file(s) match the shipped and the trained adapter; signature verified" in capsys.readouterr().out
     blob = bytearray((adapter / "adapter_model.safetensors").read_bytes())
     blob[1000] ^= 0x01
     (adapter / "adapter_model.safetensors").write_bytes(bytes(blob))
@@ -93,7 +102,7 @@ def test_a_changed_payload_or_another_key_breaks_the_signature(adapter, tmp_path
     env["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
     att.write_text(json.dumps(env))
     problems, _ = attest.verify(att, adapter, str(pub))
-    assert len(problems) == 1 and problems[0].startswith("no signature verifies")
+    assert any(p.startswith("no signature verifies") for p in problems)
     other = tmp_path / "other"
     other.mkdir()
     from cryptography.hazmat.primitives import serialization
@@ -127,3 +136,20 @@ def test_verify_reports_an_unreadable_attestation_with_exit_code_two(adapter, tm
     bad.write_text("{not json")
     assert attest.main([str(bad), str(adapter)]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_verify_exits_non_zero_for_a_block_a_partial_and_a_warn_unless_warn_is_allowed(adapter, tmp_path):
+    for status, complete, code in (("block", True, 1), ("partial", False, 1), ("warn", True, 1)):
+        path = write(adapter, tmp_path / f"{status}.intoto.json", verdict={**VERDICT, "verdict": status,
+                                                                           "complete": complete})
+        assert attest.main([str(path), str(adapter)]) == code, status
+    assert attest.main([str(tmp_path / "warn.intoto.json"), str(adapter), "--allow-warn"]) == 0
+
+
+def test_verify_fails_when_the_attested_files_are_not_the_ones_training_recorded(adapter, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "adapter_model.safetensors").write_bytes(b"what training wrote")
+    path = write(adapter, tmp_path / "swapped.intoto.json", audit=trained(other))
+    problems, _ = attest.verify(path, adapter)
+    assert any("is not the trained" in p for p in problems) and attest.main([str(path), str(adapter)]) == 1

@@ -25,12 +25,15 @@ def store(tmp_path_factory):
     return uri, client, ids
 
 
-def verdict(run_id, status, incomplete=False):
-    return {"run_id": run_id, "verdict": status, "incomplete": incomplete}
+def verdict(run_id, status, incomplete=False, integrity="passed"):
+    """A verdict as a session writes it: complete unless ``incomplete``, with the integrity gate's outcome."""
+    return {"run_id": run_id, "verdict": "partial" if incomplete else status, "complete": not incomplete,
+            "partial_reason": "1 of 4 gate tests did not run" if incomplete else "",
+            "gates": [{"id": "integrity", "outcome": integrity}]}
 
 
-def promote(client, name, run_id, status, incomplete=False, adapter=True):
-    v = verdict(run_id, status, incomplete)
+def promote(client, name, run_id, status, incomplete=False, adapter=True, integrity="passed"):
+    v = verdict(run_id, status, incomplete, integrity)
     tags = registry.candidate_tags(v, "sha256:" + "d" * 64, "e" * 64, "f" * 64)
     return registry.promote_candidate(client, name, v, tags, adapter)
 
@@ -56,7 +59,10 @@ def test_a_warned_run_is_promoted_and_a_blocked_one_never(store):
     assert registry.versions_of_run(client, "m-block", ids["blocked"]) == []
     assert registry.aliases(client, "m-block") == {}
     assert promote(client, "m-block", ids["warned"], "warn")["alias"] == "candidate"
-    assert promote(client, "m-block", ids["good"], "pass", incomplete=True)["skipped"] == "the verdict is incomplete"
+    assert promote(client, "m-block", ids["good"], "pass", incomplete=True)["skipped"].startswith(
+        "the session's verdict is partial")
+    assert "integrity gate did not pass" in promote(client, "m-block", ids["good"], "pass", integrity="failed")[
+        "skipped"]
     assert promote(client, "m-block", ids["good"], "pass", adapter=False)["skipped"] == \
         "the run has no adapter artifact"
 
@@ -64,7 +70,8 @@ def test_a_warned_run_is_promoted_and_a_blocked_one_never(store):
 def test_a_candidate_that_blocks_when_gated_again_loses_the_alias(store):
     uri, client, ids = store
     version = promote(client, "m-again", ids["good"], "pass")["version"]
-    promote(client, "m-again", ids["good"], "block")
+    assert promote(client, "m-again", ids["good"], "block")["skipped"].startswith("verdict block")
+    registry.withdraw(client, "m-again", ids["good"], "block")  # what the session does after a complete block
     assert "candidate" not in registry.aliases(client, "m-again")
     assert client.get_model_version("m-again", version).tags["compliance.gate_status"] == "block"
 
