@@ -282,3 +282,36 @@ def test_junit_xml_carries_gate_id_severity_outcome_value_and_threshold(pytester
     assert (g2["ftgate.gate_id"], g2["ftgate.severity"], g2["ftgate.outcome"]) == ("G2", "warn", "warn")
     assert "ftgate.value" in g2 and "ftgate.threshold" in g2 and g2["ftgate.label"]
     assert cases["test_loss_and_gradients_are_finite_at_every_step[flat]"]["ftgate.outcome"] == "passed"
+
+
+FREEZE_STORE = '''import subprocess, pytest
+
+
+@pytest.mark.gate("zz_freeze", name="freeze", severity="info")
+def test_zz_the_store_stops_accepting_writes(ft_run, gate):
+    subprocess.run(["chattr", "+i", __DB__], check=True)
+'''
+
+
+def test_a_store_that_stops_accepting_writes_mid_session_is_said_loudly_and_fails_promotion(tmp_path):
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(tmp_path)]).returncode != 0:
+        pytest.skip("chattr +i is not available here (root bypasses file modes, so nothing else freezes a store)")
+    subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    run_id = make_run(uri, "clean", H.clean())
+    d = tmp_path / "suites"
+    d.mkdir()
+    shutil.copy(SUITES / "test_training.py", d)
+    (d / "test_zz_freeze.py").write_text(FREEZE_STORE.replace("__DB__", repr(str(db))))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q",
+                               "--ftgate-tracking-uri", uri, "--run-id", run_id, "--ftgate-promote", "frozen",
+                               "--ftgate-out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=False)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "MLflow does NOT hold this verdict" in proc.stdout and "promotion REFUSED" in proc.stdout
+    assert verdict_file(tmp_path, run_id)["verdict"] == "pass"  # on disk all the same
+    assert "ftgate.verdict" not in tags(uri, run_id)
