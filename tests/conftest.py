@@ -31,6 +31,7 @@ def _preload() -> None:
     """
     import importlib_metadata  # noqa: F401
     import datasets  # noqa: F401  (pyarrow extension types register once per process)
+    import lm_eval.tasks  # noqa: F401
     import matplotlib
 
     matplotlib.use("Agg")

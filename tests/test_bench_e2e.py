@@ -32,13 +32,13 @@ def runner(cache_dir, tmp_path_factory):
 
 
 def made_worse(adapter_dir: Path, dst: Path) -> Path:
-    """The demo adapter with its fully trained lm_head negated: it now ranks the right answer last."""
+    """The demo adapter with its LoRA updates negated (B -> -B): it pushes the base away from the translation."""
     from safetensors.torch import load_file, save_file
 
     shutil.copytree(adapter_dir, dst)
     weights = load_file(dst / "adapter_model.safetensors")
-    assert any(k.endswith("lm_head.weight") for k in weights), sorted(weights)[:5]
-    save_file({k: (-v if k.endswith("lm_head.weight") else v).contiguous() for k, v in weights.items()},
+    assert any("lora_B" in k for k in weights), sorted(weights)[:5]
+    save_file({k: (-v if "lora_B" in k else v).contiguous() for k, v in weights.items()},
               dst / "adapter_model.safetensors", metadata={"format": "pt"})
     return dst
 
