@@ -18,8 +18,8 @@ _MEMO: dict[tuple, list[tuple[int, float]]] = {}  # one replay per (config, data
 
 
 def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
-    """The recorded run's LLaMA-Factory arguments, paths resolved against the config's directory as training
-    resolved them, writing into ``output_dir`` and reporting nowhere."""
+    """The recorded run's LLaMA-Factory arguments, paths resolved against the recorded working directory as
+    training resolved them (the config's directory for records that have none), writing into ``output_dir`` and reporting nowhere."""
     import yaml
 
     from .errors import ConfigError
@@ -33,7 +33,7 @@ def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
         raise ConfigError(f"the recorded config of {config.get('file')} is not valid YAML: {exc}") from None
     if not isinstance(args, dict):
         raise ConfigError("the audit record holds no config content to re-train from (input_artifacts.config)")
-    here = Path(config.get("file") or ".").parent
+    here = Path(config.get("working_dir") or Path(config.get("file") or ".").parent)  # as training resolved them
     for key in PATH_KEYS:
         value = args.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute() and (

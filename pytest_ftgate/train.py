@@ -45,6 +45,7 @@ class TrainingSpec:
     path: Path
     text: str
     args: dict
+    cwd: Path = Path(".")  # the directory relative paths were resolved against (recorded for re-training)
 
 
 def load_spec(config: str | Path, cwd: str | Path | None = None) -> TrainingSpec:
@@ -76,7 +77,7 @@ def load_spec(config: str | Path, cwd: str | Path | None = None) -> TrainingSpec
     report = args.get("report_to") or []
     report = [report] if isinstance(report, str) else list(report)
     args["report_to"] = [r for r in report if r not in ("none", "mlflow")] + ["mlflow"]
-    return TrainingSpec(path.resolve(), text, args)
+    return TrainingSpec(path.resolve(), text, args, here)
 
 
 def _looks_local(here: Path, value: str) -> bool:
@@ -247,7 +248,7 @@ def input_artifacts(spec: TrainingSpec, base: Path, test_dataset: str | None = N
                        "hash": audit.digest_files(files), "files": files},
         "datasets": datasets, "dataset_info": info,
         "config": {"file": str(spec.path), "sha256": audit.digest_text(spec.text), "content": spec.text,
-                   **audit.git_commit(spec.path)},
+                   "working_dir": str(spec.cwd), **audit.git_commit(spec.path)},
     }
 
 

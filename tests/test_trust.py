@@ -57,6 +57,23 @@ def sessions_on(uri, run_id) -> set[str]:
     return {a.path for a in client(uri).list_artifacts(run_id, "ftgate/sessions")}
 
 
+def suites_dir(tmp_path: Path, *names: str, **planted: str) -> Path:
+    """``tmp_path/suites`` with copies of the named suites and planted suite files ({file stem: source})."""
+    d = tmp_path / "suites"
+    d.mkdir()
+    for name in names:
+        shutil.copy(SUITES / name, d / name)
+    for stem, source in planted.items():
+        (d / f"{stem}.py").write_text(source)
+    return d
+
+
+def gate_cmd(target: Path, uri: str, out: Path, *args: str, cache: bool = False) -> list[str]:
+    """`python -m pytest TARGET` as a user runs it, with the store and the output directory."""
+    return [sys.executable, "-m", "pytest", str(target), *([] if cache else ["-p", "no:cacheprovider"]), "-q",
+            "--ftgate-tracking-uri", uri, "--ftgate-out", str(out), *args]
+
+
 def verdict_file(work: Path, run_id: str) -> dict:
     return json.loads((work / "out" / "verdicts" / f"{run_id}.json").read_text())
 
@@ -86,14 +103,10 @@ def test_a_gate_is_selected_by_its_id(runs, tmp_path):
 
 def test_one_suite_file_with_promotion_is_partial_refused_and_exits_non_zero(runs, tmp_path):
     uri, _, made = runs
-    d = tmp_path / "suites"
-    d.mkdir()
-    for suite in ALL:
-        shutil.copy(SUITES / suite, d / suite)
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(d / "test_training.py"), "-p", "no:cacheprovider",
-                           "--ftgate-tracking-uri", uri, "--run-id", made["good"][0], "--ftgate-promote",
-                           "only-training", "--ftgate-out", str(tmp_path / "out")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    d = suites_dir(tmp_path, *ALL)
+    proc = subprocess.run(gate_cmd(d / "test_training.py", uri, tmp_path / "out", "--run-id", made["good"][0],
+                                   "--ftgate-promote", "only-training"), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "promotion REFUSED" in proc.stdout and "suite files of suites/ were not collected" in proc.stdout
     assert registry.versions_of_run(client(uri), "only-training", made["good"][0]) == []
@@ -141,12 +154,8 @@ def test_collect_only_writes_nothing_and_trains_nothing(runs, tmp_path):
 
 def test_last_failed_after_a_full_session_is_partial(runs, tmp_path):
     uri, _, made = runs
-    d = tmp_path / "suites"
-    d.mkdir()
-    for suite in ALL:
-        shutil.copy(SUITES / suite, d / suite)
-    cmd = [sys.executable, "-m", "pytest", str(d), "-q", "--ftgate-tracking-uri", uri, "--run-id", made["blocked"][0],
-           "--ftgate-out", str(tmp_path / "out")]
+    d = suites_dir(tmp_path, *ALL)
+    cmd = gate_cmd(d, uri, tmp_path / "out", "--run-id", made["blocked"][0], cache=True)  # --lf needs the cache
     first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert first.returncode == 1 and verdict_file(tmp_path, made["blocked"][0])["verdict"] == "block"
     again = subprocess.run(cmd + ["--lf"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -157,14 +166,9 @@ def test_last_failed_after_a_full_session_is_partial(runs, tmp_path):
 
 def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_path):
     uri, _, made = runs
-    d = tmp_path / "suites"
-    d.mkdir()
-    shutil.copy(SUITES / "test_training.py", d)
-    (d / "test_zz_slow.py").write_text(SLOW_GATE.replace("__SECONDS__", "60"))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q",
-                             "--ftgate-tracking-uri", uri, "--run-id", made["good"][0],
-                             "--ftgate-out", str(tmp_path / "out")], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    d = suites_dir(tmp_path, "test_training.py", test_zz_slow=SLOW_GATE.replace("__SECONDS__", "60"))
+    proc = subprocess.Popen(gate_cmd(d, uri, tmp_path / "out", "--run-id", made["good"][0]), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     path = tmp_path / "out" / "verdicts" / f"{made['good'][0]}.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (path.is_file() and len(json.loads(path.read_text())["gates"]) >= 4):
@@ -178,12 +182,8 @@ def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_pat
 
 def test_a_second_session_on_the_same_output_directory_is_refused_and_the_first_loses_nothing(runs, tmp_path):
     uri, _, made = runs
-    d = tmp_path / "suites"
-    d.mkdir()
-    shutil.copy(SUITES / "test_training.py", d)
-    (d / "test_zz_slow.py").write_text(SLOW_GATE.replace("__SECONDS__", "20"))
-    base = [sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q", "--ftgate-tracking-uri", uri,
-            "--ftgate-out", str(tmp_path / "out")]
+    d = suites_dir(tmp_path, "test_training.py", test_zz_slow=SLOW_GATE.replace("__SECONDS__", "20"))
+    base = gate_cmd(d, uri, tmp_path / "out")
     first = subprocess.Popen(base + ["--run-id", made["good"][0]], cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     lock = tmp_path / "out" / ".ftgate.lock"
@@ -204,15 +204,11 @@ def test_a_second_session_on_the_same_output_directory_is_refused_and_the_first_
 def test_xdist_over_two_runs_gives_the_serial_sessions_verdicts_and_exit_code(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = {"clean": make_run(uri, "clean", H.clean()), "nan": make_run(uri, "nan", H.nan_in_last_step())}
-    d = tmp_path / "suites"
-    d.mkdir()
-    shutil.copy(SUITES / "test_training.py", d)
+    d = suites_dir(tmp_path, "test_training.py")
     results = {}
     for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
-        proc = subprocess.run([sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q",
-                               "--ftgate-tracking-uri", uri, "--run-id", ids["clean"], "--run-id", ids["nan"],
-                               "--ftgate-out", str(tmp_path / mode), *extra], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run(gate_cmd(d, uri, tmp_path / mode, "--run-id", ids["clean"], "--run-id", ids["nan"],
+                                       *extra), cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert "INTERNALERROR" not in proc.stdout + proc.stderr, proc.stdout[-3000:]
         verdicts = {name: json.loads((tmp_path / mode / "verdicts" / f"{rid}.json").read_text())
                     for name, rid in ids.items()}
@@ -228,12 +224,9 @@ def test_a_deleted_run_is_an_error_never_a_pass(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = make_run(uri, "deleted", H.clean())
     client(uri).delete_run(run_id)
-    d = tmp_path / "suites"
-    d.mkdir()
-    shutil.copy(SUITES / "test_training.py", d)
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q",
-                           "--ftgate-tracking-uri", uri, "--run-id", run_id, "--ftgate-out", str(tmp_path / "out")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    d = suites_dir(tmp_path, "test_training.py")
+    proc = subprocess.run(gate_cmd(d, uri, tmp_path / "out", "--run-id", run_id), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 4, proc.stdout[-2000:]  # bad input: said once, before any gate runs
     assert "is deleted" in proc.stderr and "mlflow runs restore" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr and not list((tmp_path / "out" / "verdicts").glob("*.json"))
@@ -300,15 +293,10 @@ def test_a_store_that_stops_accepting_writes_mid_session_is_said_loudly_and_fail
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     run_id = make_run(uri, "clean", H.clean())
-    d = tmp_path / "suites"
-    d.mkdir()
-    shutil.copy(SUITES / "test_training.py", d)
-    (d / "test_zz_freeze.py").write_text(FREEZE_STORE.replace("__DB__", repr(str(db))))
+    d = suites_dir(tmp_path, "test_training.py", test_zz_freeze=FREEZE_STORE.replace("__DB__", repr(str(db))))
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", str(d), "-p", "no:cacheprovider", "-q",
-                               "--ftgate-tracking-uri", uri, "--run-id", run_id, "--ftgate-promote", "frozen",
-                               "--ftgate-out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(gate_cmd(d, uri, tmp_path / "out", "--run-id", run_id, "--ftgate-promote", "frozen"),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     finally:
         subprocess.run(["chattr", "-i", str(db)], check=False)
     assert proc.returncode == 1, proc.stdout[-3000:]
