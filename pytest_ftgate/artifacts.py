@@ -105,7 +105,8 @@ def fetch_verified(store: Any, run_id: str, cache_root: str | Path) -> Path:
     expected = params.get("ftgate.adapter_sha256")
     if not expected:
         raise RunUnavailable(run_id, "has no `ftgate.adapter_sha256` param, so its adapter cannot be verified: "
-                                     "train it with `ftgate train` / `pytest --ftgate-train`")
+                                     "train it with `ftgate train` / `pytest --ftgate-train`, or attach it with "
+                                     "`ftgate adopt RUN --config CONFIG`")
     copy = download_adapter(store, run_id, cache_root)
     path = copy.require()
     recorded = None

@@ -216,13 +216,14 @@ class FtgateSession:
         if bad:
             raise FtgateError("\n".join(bad))
         configs = list(self.options.train)
+        demo = None
         if not refs and not configs:
             demo = Path(self.options.root) / "training" / "demo.yaml"
             configs = [str(demo)]
             if not self.options.collect_only:
                 self.echo(f"ftgate: no --run-id given: training and gating the bundled demo run ({demo})")
-        for config in configs:
-            refs.append(self._train(config))
+        for config in configs:  # the bundled demo's paths are relative to the rootdir, wherever pytest runs
+            refs.append(self._train(config, cwd=self.options.root if demo is not None else None))
         refs = _unique_ids(refs)
         if self.writes and any(r.run_id for r in refs):
             self.store.check_writable()  # a verdict that cannot be recorded is found out before the gates run
@@ -237,7 +238,7 @@ class FtgateSession:
         run_id, name = self.store.resolve(ref)
         return RunRef(ref=ref, run_id=run_id, run_name=name)
 
-    def _train(self, config: str) -> RunRef:
+    def _train(self, config: str, cwd: str | None = None) -> RunRef:
         if self.options.collect_only:  # nothing is trained (or written) to list the tests
             return RunRef(ref=config, run_name=Path(config).stem, error="not trained: --collect-only")
         from . import train
@@ -247,7 +248,7 @@ class FtgateSession:
                                           log_dir=self.out / "logs", echo=self.echo,
                                           test_dataset=self.options.test_dataset or None,
                                           test_set=self.options.test_set or self.cfg.quality.test_set,
-                                          require_test_set=self.cfg.quality.require_test_set)
+                                          require_test_set=self.cfg.quality.require_test_set, cwd=cwd)
         except FtgateError as exc:
             return RunRef(ref=config, error=f"training {config} failed: {exc}")
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_ftgate import artifacts, audit
+from pytest_ftgate import artifacts, audit, train
 from pytest_ftgate.errors import IntegrityError, RunUnavailable
 
 
@@ -102,8 +102,10 @@ def test_the_recorded_inputs_match_the_files(record, demo_run):
     lines = sorted(f"{f['name']} {f['sha256']}" for f in base["files"])
     assert base["hash"] == "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
     data_dir = demo_run.root / "fixtures" / "data"
-    assert inputs["dataset_info"] == {"path": str(data_dir / "dataset_info.json"),
-                                      "sha256": sha(data_dir / "dataset_info.json")}
+    info = json.loads((data_dir / "dataset_info.json").read_text())
+    used = ["translate_test", "translate_train", "translate_validation"]
+    assert inputs["dataset_info"] == {"path": str(data_dir / "dataset_info.json"), "entries": used,
+                                      "sha256": train.info_entries_sha256(info, used)}  # only the entries it used
     for d in inputs["datasets"]:
         rows = json.loads(Path(d["path"]).read_text())
         assert (d["sha256"], d["samples"], d["format"]) == (sha(Path(d["path"])), len(rows), "alpaca")
