@@ -14,6 +14,7 @@ COMMANDS = {
     "adopt": ("pytest_ftgate.adopt", "attach lineage and adapter to a run trained by plain llamafactory-cli"),
     "promote": ("pytest_ftgate.registry", "move a registry alias after human review (e.g. --to production)"),
     "verify": ("pytest_ftgate.attest", "re-check an attestation's digests and signature against an adapter"),
+    "combine": ("pytest_ftgate.combine", "one report for runs gated in several sessions (CI jobs of a sweep)"),
 }
 
 

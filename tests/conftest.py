@@ -37,6 +37,8 @@ def _preload() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
     import mlflow  # noqa: F401
+    import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401  (SQLAlchemy's compiled caches)
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  are not re-importable either
     import peft  # noqa: F401
     import torch  # noqa: F401
     import transformers  # noqa: F401
