@@ -68,5 +68,6 @@ def test_runs_on_a_real_tracking_server_are_gated_and_tagged_through_it(pytester
     client = MlflowClient(mlflow_server)
     assert client.get_run(good).data.tags["ftgate.verdict"] == "pass"
     assert client.get_run(bad).data.tags["ftgate.gate.G1"] == "failed"
-    stored = client.download_artifacts(bad, f"ftgate/{bad}.json", str(pytester.path / "dl"))
+    where = client.get_run(bad).data.tags["ftgate.evidence"]  # ftgate/sessions/<session id>
+    stored = client.download_artifacts(bad, f"{where}/{bad}.json", str(pytester.path / "dl"))
     assert json.loads(Path(stored).read_text())["verdict"] == "block"
