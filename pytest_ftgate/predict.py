@@ -26,7 +26,8 @@ from .serve.base import Engine, GenerationError, GenParams, Prompt
 from .serve.cache import PredictionCache, dir_digest, file_sha256  # noqa: F401 (re-exported)
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-         "observation": "tool", "function_call": "assistant", "tool": "tool"}
+         "observation": "tool", "function_call": "function", "function": "function", "tool": "tool"}
+CHAT_ROLES = {"function": "assistant"}  # a saved chat template knows no function-call turn: it is the assistant's
 
 
 # -- the test set -----------------------------------------------------------------------------------------------
@@ -35,6 +36,7 @@ class Sample:
     index: int  # row number in the file (0-based)
     messages: tuple[tuple[str, str], ...]  # (role, content) up to the turn to be answered
     reference: str
+    tools: str = ""  # the row's tool definitions (LLaMA-Factory's `tools` column), "" when none
 
     @property
     def prompt(self) -> str:
@@ -75,7 +77,7 @@ def _sharegpt(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
     for t in turns:
         role = ROLES.get(str(t.get("from", t.get("role", ""))), "user")
         msgs.append((role, str(t.get("value", t.get("content", "")))))
-    if msgs and msgs[-1][0] == "assistant":
+    if msgs and msgs[-1][0] in ("assistant", "function"):
         return tuple(msgs[:-1]), msgs[-1][1]
     return tuple(msgs), None
 
@@ -139,7 +141,8 @@ def load_test_set(path: str | Path, max_samples: int = 0, source: str = "", sha2
         elif not isinstance(ref, str) or not ref.strip():
             skipped.append(f"row {row}: no reference answer (output, or a last assistant turn)")
         else:
-            samples.append(Sample(i, msgs, ref))
+            tools = value.get("tools") or ""
+            samples.append(Sample(i, msgs, ref, tools if isinstance(tools, str) else json.dumps(tools)))
     if skipped and (bad_rows != "warn" or not samples):
         fix = FIX_ROWS + (", or set quality.bad_rows: warn in ftgate.yaml to score the others" if samples else "")
         raise DataError(f"{name}: {len(skipped)} of {len(rows)} rows cannot be scored: {_listed(skipped)}; {fix}")
@@ -190,9 +193,13 @@ def prompts_for(test_set: TestSet, chat_template: str = "", raw: bool = False, t
     if template_args and not raw:
         from . import lf_template
 
-        return [Prompt(s.messages, chat_template=lf_template.literal_template(lf_template.prompt_text(
-            tokenizer, template_args, s.messages, getattr(s, "tools", "") or ""))) for s in test_set.samples]
-    return [Prompt(s.messages, chat_template=chat_template, raw=raw) for s in test_set.samples]
+        return [Prompt(_chat(s.messages), chat_template=lf_template.literal_template(lf_template.prompt_text(
+            tokenizer, template_args, s.messages, s.tools))) for s in test_set.samples]
+    return [Prompt(_chat(s.messages), chat_template=chat_template, raw=raw) for s in test_set.samples]
+
+
+def _chat(messages: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((CHAT_ROLES.get(r, r), c) for r, c in messages)
 
 
 def chat_template_of(directory: str | Path) -> str:

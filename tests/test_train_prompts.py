@@ -6,7 +6,6 @@ tokens added). The demo base model's tokenizer is used (built once per user cach
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,6 @@ ROWS = [  # sharegpt with a tools column, as LLaMA-Factory's glaive_toolcall_en_
     {"conversations": [{"from": "human", "value": "Hello"}, {"from": "gpt", "value": "Hi! How can I help?"}],
      "tools": TOOLS},
 ]
-ROLE = {"human": "user", "gpt": "assistant", "function_call": "function", "observation": "tool"}
-
-
-@dataclass(frozen=True)
-class ToolSample(predict.Sample):
-    tools: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -71,21 +64,13 @@ def llamafactory_prompts(base: Path, tmp: Path, template: str) -> list[list[int]
     return out
 
 
-def samples() -> list[ToolSample]:
-    out = []
-    for i, row in enumerate(ROWS):
-        msgs = [("system", row["system"])] if row.get("system") else []
-        msgs += [(ROLE[t["from"]], t["value"]) for t in row["conversations"][:-1]]
-        out.append(ToolSample(i, tuple(msgs), row["conversations"][-1]["value"], tools=row["tools"]))
-    return out
-
-
 @pytest.mark.parametrize("template", ["default", "qwen"])
 def test_a_tools_datasets_prompt_ids_equal_llamafactorys_training_encoding(base_model, tmp_path, template):
     from transformers import AutoTokenizer
 
     expected = llamafactory_prompts(base_model, tmp_path, template)
-    test_set = predict.TestSet("tools_demo.json", tuple(samples()))
+    (tmp_path / "tools_test.json").write_text(json.dumps(ROWS))
+    test_set = predict.load_test_set(tmp_path / "tools_test.json")  # the loader keeps tools and function calls
     prompts = predict.prompts_for(test_set, template_args={"template": template}, tokenizer=str(base_model))
     tokenizer, _ = lf_template._template(str(base_model), (("template", template),))  # as LLaMA-Factory saves it
     plain = AutoTokenizer.from_pretrained(base_model)
