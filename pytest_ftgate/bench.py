@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from .config import BenchTask, Engine, FtgateConfig
 from .errors import BenchmarkError, ConfigError
-from .gates import Check
+from .gates import Check, labelled
 
 BACKENDS = ("auto", "hf", "vllm", "local-completions")
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -591,6 +591,7 @@ def _first_line(exc: object) -> str:
 
 
 # -- the gate and what goes to MLflow -------------------------------------------------------------------
+@labelled("the adapter's benchmark score (task metric)")
 def regression(task: str, candidate: TaskResult, base: TaskResult, metric: str = "", margin: float = 2.0) -> Check:
     """``bench:<task>``: the adapter's metric is not worse than the base model's by more than ``margin`` standard
     errors of the difference, sqrt(se_candidate² + se_base²) from lm-eval's stderrs (N/A counts as 0)."""

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from .audit import REQUIRED_FIELDS, digest_files, digest_text, prefixed
 from .audit import sha256_file as _sha256_hex
 from .errors import IntegrityError
-from .gates import Check
+from .gates import Check, labelled
 
 AUDIT_ARTIFACT = "audit/audit_record.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -173,6 +173,7 @@ def not_established(record: dict) -> list[str]:
     return [str(x).split(":")[0].strip() for x in listed if str(x).strip()]
 
 
+@labelled("audit record completeness (share of required fields)")
 def completeness(loaded: LoadedRecord, run_id: str) -> Check:
     """G6: the record exists, parses, belongs to this run and documents every REQUIRED field.
 
@@ -259,6 +260,7 @@ class _Tally:
             self.verified.append(entry)
 
 
+@labelled("hashes checked against the audit record")
 def integrity(record: dict, adapter_dir: Path | None, params: dict | None = None,
               base_dir: Path | None = None, base_model: bool = True) -> Check:
     """``integrity``: the adapter files (as stored on the run), the dataset files and the config, re-hashed
@@ -285,6 +287,7 @@ def changed_inputs(record: dict, base_dir: Path | None = None) -> list[str]:
     return [e["message"] for e in t.mismatched + t.unverifiable]
 
 
+@labelled("recorded inputs")
 def reproducible_inputs(record: dict, base_dir: Path | None = None) -> Check:
     """Whether re-training can reproduce the run: its recorded inputs are all there and unchanged."""
     changed = changed_inputs(record, base_dir)
@@ -416,6 +419,7 @@ def _short(h: str | None) -> str:
 
 
 # -- adapter format -----------------------------------------------------------------------------------
+@labelled("adapter weight format")
 def adapter_format(adapter_dir: Path | None, allow_pickle: bool, allow_remote_code: bool,
                    training_config: dict | None = None, base_model_dir: Path | None = None) -> Check:
     """``adapter_format``: weights in safetensors (pickle only when allowed), a readable adapter_config.json, and
@@ -490,6 +494,7 @@ def _remote_code_problems(training_config: dict, base_model_dir: Path | None) ->
 
 
 # -- reproducibility ----------------------------------------------------------------------------------
+@labelled("largest relative loss difference to the recorded run")
 def compare_losses(recorded: Sequence[tuple[int, float]], replayed: Sequence[tuple[int, float]], steps: int,
                    rtol: float) -> Check:
     """``reproducibility``: the re-trained loss at each logged step up to ``steps`` equals the recorded one

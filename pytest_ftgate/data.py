@@ -23,7 +23,7 @@ from typing import Any
 
 from . import pii
 from .errors import ConfigError, DataError
-from .gates import Check
+from .gates import Check, labelled
 from .jsonstream import data_files, iter_rows
 
 FORMATS = ("alpaca", "sharegpt")
@@ -431,6 +431,7 @@ def _unread(scan: DataScan, splits: tuple[str, ...] = ("train", "validation", "t
     return [f.error for f in scan.files if f.error and f.split in splits]
 
 
+@labelled("invalid rows")
 def schema_check(scan: DataScan) -> Check:
     """``schema``: every row of every file is a valid alpaca/sharegpt example as dataset_info.json declares."""
     threshold = "every row valid"
@@ -454,6 +455,7 @@ def schema_check(scan: DataScan) -> Check:
     return Check(True, 0, threshold, f"all {scan.rows} rows valid: {listed}", details)
 
 
+@labelled("PII findings per kind")
 def pii_check(scan: DataScan) -> Check:
     """``pii``: no e-mail, phone, IBAN, card or national id in the data. Counts and row numbers only."""
     threshold = "no PII found"
@@ -479,6 +481,7 @@ def pii_check(scan: DataScan) -> Check:
     return Check(True, {}, threshold, f"no PII found in {scan.rows} rows of {len(scan.files)} file(s)", details)
 
 
+@labelled("share of test prompts found in the training data (0-1)")
 def leakage_check(scan: DataScan, max_share: float) -> Check:
     """``leakage``: test prompts that appear in the training data, exactly or after normalisation."""
     threshold = f"<= {max_share:.1%} of test prompts"
@@ -510,6 +513,7 @@ def leakage_check(scan: DataScan, max_share: float) -> Check:
     return Check(True, round(share, 6), threshold, found, details)
 
 
+@labelled("share of duplicate training rows (0-1)")
 def duplicates_check(scan: DataScan, max_share: float) -> Check:
     """``duplicates``: the share of training rows that repeat an earlier row (normalised prompt + answer)."""
     threshold = f"<= {max_share:.1%} of training rows"

@@ -6,6 +6,8 @@ LLaMA-Factory logs them with ``report_to: mlflow``: ``{key: [(step, value), ...]
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -29,6 +31,17 @@ class Check:
     message: str = ""
     details: dict = field(default_factory=dict)
     label: str = ""  # what ``value`` is, with its unit: "improvement_pct (%)"; shown beside the value
+
+
+def labelled(label: str):
+    """Decorator for a gate function: its Check says what its value is (``label``) unless it said so itself."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def gate(*args, **kwargs) -> Check:
+            check = fn(*args, **kwargs)
+            return check if check.label else dataclasses.replace(check, label=label)
+        return gate
+    return wrap
 
 
 def _fmt(x: float) -> str:

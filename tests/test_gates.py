@@ -131,3 +131,14 @@ def test_every_training_gate_value_carries_its_name_and_unit():
     assert all(c.label for c in checks.values()), {k: c.label for k, c in checks.items()}
     assert checks["G2"].label.startswith("improvement_pct (%")
     assert checks["G3"].label.startswith("eval_train_ratio")
+
+
+def test_every_gate_family_names_what_its_value_is():
+    from pytest_ftgate import bench, compliance, data
+
+    for fn in (compliance.completeness, compliance.integrity, compliance.reproducible_inputs,
+               compliance.adapter_format, compliance.compare_losses, data.schema_check, data.pii_check,
+               data.leakage_check, data.duplicates_check, bench.regression):
+        assert hasattr(fn, "__wrapped__"), fn.__name__  # @labelled: its Check carries a label
+    check = compliance.compare_losses([(1, 2.0), (2, 1.0)], [(1, 2.0), (2, 1.0)], 2, 1e-6)
+    assert check.passed and check.label == "largest relative loss difference to the recorded run"
