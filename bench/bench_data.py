@@ -55,6 +55,7 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
 from pytest_ftgate import data, jsonstream
+from pytest_ftgate.gates import data as data_gates
 mode, path, test = sys.argv[1], sys.argv[2], sys.argv[3]
 t = time.perf_counter()
 if mode == "parse":
@@ -64,7 +65,7 @@ else:
     spec = data.DatasetSpec("bench")
     scan = data.scan([data.DataFile("bench", "train", path, spec), data.DataFile("held", "test", test, spec)])
     rows = scan.train_rows
-    extra = {{"pii": data.pii_check(scan).value, "duplicates": scan.duplicate_rows, "leaked": len(scan.leaks),
+    extra = {{"pii": data_gates.pii_check(scan).value, "duplicates": scan.duplicate_rows, "leaked": len(scan.leaks),
               "invalid": sum(f.bad_rows for f in scan.files)}}
 secs = time.perf_counter() - t
 # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork time)
@@ -88,7 +89,7 @@ def timed(cmd: list[str]) -> float:
 
 def hashing(path: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from pytest_ftgate.compliance import sha256_file
+    from pytest_ftgate.gates.audit import sha256_file
 
     mb = path.stat().st_size / 1e6
     timed(["cat", str(path)])  # warm the page cache

@@ -50,16 +50,16 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=64, help="documents per task (limit); the demo tasks have 64")
     ap.add_argument("--repeats", type=int, default=2, help="warm repetitions per measurement (median printed)")
     args = ap.parse_args()
-    from pytest_ftgate import bench
+    from pytest_ftgate import lmeval
     from pytest_ftgate.config import BenchTask
 
     with tempfile.TemporaryDirectory(prefix="ftgate-bench-lmeval-") as tmp:
         work = Path(tmp)
         t_build, (base, adapter) = timed(lambda: build_models(work))
-        catalog = bench.TaskCatalog([ROOT / "fixtures" / "lm_eval_tasks"])
-        settings = bench.Settings(backend="hf", device="cpu", dtype="float32", batch_size=16)
-        plain = bench.BenchRunner(settings, catalog, None, work / "plain", echo=lambda m: None)
-        cached = bench.BenchRunner(settings, catalog, bench.ResultCache(work / "cache"), work / "cached")
+        catalog = lmeval.TaskCatalog([ROOT / "fixtures" / "lm_eval_tasks"])
+        settings = lmeval.Settings(backend="hf", device="cpu", dtype="float32", batch_size=16)
+        plain = lmeval.BenchRunner(settings, catalog, None, work / "plain", echo=lambda m: None)
+        cached = lmeval.BenchRunner(settings, catalog, lmeval.ResultCache(work / "cache"), work / "cached")
         candidate, _ = plain.sides(base, adapter)
         print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; models built in "
               f"{t_build:.1f} s")

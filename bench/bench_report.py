@@ -48,7 +48,7 @@ def test_task(ft_run, gate):
 
 def evidence(runs: int, samples: int):
     from pytest_ftgate.report import RunEvidence
-    from pytest_ftgate.runs import RunRecord
+    from pytest_ftgate.store import RunRecord
     from tests import histories as H
 
     out = []

@@ -8,7 +8,7 @@ model's hash, the ``ftgate.*`` lineage params, and ``audit/audit_record.json`` m
 with ``adopted.not_established`` listing what cannot be known now (the training environment, hardware and
 determinism settings, pip freeze). The training record comes from LLaMA-Factory's own outputs: the MLflow metric
 history, ``trainer_state.json`` and the run's start and end times. It reuses ``train.py``'s config, dataset and
-lineage code and ``audit.py``'s hashing and record; it trains nothing and gates nothing.
+lineage code and ``hashing.py`` and ``record.py``; it trains nothing and gates nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import audit, train, train_worker
+from . import record, train, train_worker
 from .errors import ConfigError, FtgateError, RunUnavailable
 
 PROVENANCE = "adopted"
@@ -94,7 +94,7 @@ def training_record(store: Any, run: Any, out: Path) -> dict:
     saves = sorted((int(p.name.split("-")[1]), str(p)) for p in out.glob("checkpoint-*")
                    if p.is_dir() and p.name.split("-")[1].isdigit())
     start, end = run.info.start_time, run.info.end_time
-    return audit.training_summary(start=_utc(start), end=_utc(end), duration=((end or start) - start) / 1000,
+    return record.training_summary(start=_utc(start), end=_utc(end), duration=((end or start) - start) / 1000,
                                   state=state, losses=losses, evals=evals, saves=saves)
 
 
@@ -107,11 +107,11 @@ def _number(text: str | None) -> float | None:
 
 def adopted_record(store: Any, run: Any, inputs: dict, files: list[dict], args: dict, out: Path,
                    config: Path) -> dict:
-    """The audit record of an adopted run: ``audit.build_record``'s shape, with the reproducibility fields that
+    """The audit record of an adopted run: ``record.build_record``'s shape, with the reproducibility fields that
     only the training process could have recorded left empty and listed under ``adopted.not_established``."""
     params = run.data.params
     seeds = {"seed": _int(params.get("seed", args.get("seed"))), "data_seed": _int(params.get("data_seed"))}
-    rec = audit.build_record(experiment_id=run.info.experiment_id, run_id=run.info.run_id, created_at=_utc(),
+    rec = record.build_record(experiment_id=run.info.experiment_id, run_id=run.info.run_id, created_at=_utc(),
                              inputs=inputs, training=training_record(store, run, out), adapter_files=files,
                              seeds=seeds, args=args)
     rec["reproducibility"] = unestablished_reproducibility(seeds)
@@ -133,7 +133,7 @@ def unestablished_reproducibility(seeds: dict) -> dict:
     """``reproducibility`` of an adopted record: the seeds (logged by the trainer), and every field that only the
     training process could record present as null, so that G6 names each one."""
     out: dict = {"seeds": seeds, "environment": {}, "hardware": {}, "determinism": {}}
-    for field in audit.REQUIRED_FIELDS:
+    for field in record.REQUIRED_FIELDS:
         parts = field.split(".")
         if parts[0] == "reproducibility" and parts[1] in ("environment", "hardware", "determinism"):
             out[parts[1]][parts[2]] = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audit import HashMemo, digest_files, tree_files
+from .hashing import HashMemo, digest_files, tree_files
 from .errors import IntegrityError, RunUnavailable
 
 ADAPTER_ARTIFACT = "adapter"
@@ -28,7 +28,7 @@ class AdapterCopy:
     run_id: str
     path: Path | None
     files: list[dict] = field(default_factory=list)  # [{name, sha256 ("sha256:<hex>"), size}] of the bytes on the run
-    digest: str = ""  # audit.digest_files(files): the adapter's one content digest
+    digest: str = ""  # hashing.digest_files(files): the adapter's one content digest
     problem: str = ""  # why there is no adapter to gate ("" when there is)
 
     def require(self) -> Path:

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from .audit import sha256_file
+from .hashing import bare, sha256_file
 from typing import Any
 
 from .verdict import json_safe, write_json_atomic
@@ -40,7 +40,7 @@ def file_digests(root: str | Path) -> list[dict]:
     """Every file under ``root`` as {name (posix, relative), sha256, size}, sorted by name."""
     root = Path(root)
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    return [{"name": p.relative_to(root).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
+    return [{"name": p.relative_to(root).as_posix(), "sha256": bare(sha256_file(p)), "size": p.stat().st_size}
             for p in files]
 
 

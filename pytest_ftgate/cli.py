@@ -12,7 +12,7 @@ import sys
 COMMANDS = {
     "train": ("pytest_ftgate.train", "train a LLaMA-Factory config with full lineage in MLflow"),
     "adopt": ("pytest_ftgate.adopt", "attach lineage and adapter to a run trained by plain llamafactory-cli"),
-    "promote": ("pytest_ftgate.registry", "move a registry alias after human review (e.g. --to production)"),
+    "promote": ("pytest_ftgate.promotion", "move a registry alias after human review (e.g. --to production)"),
     "verify": ("pytest_ftgate.attest", "re-check an attestation's digests and signature against an adapter"),
     "combine": ("pytest_ftgate.combine", "one report for runs gated in several sessions (CI jobs of a sweep)"),
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__, report
 from .report import RunEvidence
-from .runs import RunRecord
+from .store import RunRecord
 from .verdict import utcnow, write_text_atomic
 
 EVIDENCE_KEYS = ("run", "audit_record", "adapter_files", "attestation", "promotion", "notes")

@@ -62,7 +62,6 @@ def demo_rows(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-reverse_rows = demo_rows  # the name of an earlier draft, kept for callers
 
 
 def to_sharegpt(rows: list[dict[str, str]]) -> list[dict]:
@@ -219,8 +218,8 @@ def is_built(d: Path) -> bool:
 
 def ensure_demo_base(dst: str | Path) -> Path:
     """The demo base model at ``dst``: kept if built by this recipe version, else copied from the user cache
-    (``audit.cache_dir()``), which is built once."""
-    from .audit import cache_dir
+    (``hashing.cache_dir()``), which is built once."""
+    from .hashing import cache_dir
 
     dst = Path(dst)
     if is_built(dst):

@@ -12,7 +12,7 @@ import pytest
 from .config import FtgateConfig
 from .gates import Check, GateFailure
 from .errors import RunUnavailable
-from .runs import RunRecord
+from .store import RunRecord
 from .session import FtgateSession
 
 
@@ -89,12 +89,12 @@ def gate(request: pytest.FixtureRequest) -> GateRecorder:
 # --- audit and data fixtures (issue 6) ---
 @pytest.fixture(scope="session")
 def audit_record(ft_run: RunRecord, ftgate_session: FtgateSession, tmp_path_factory: pytest.TempPathFactory):
-    """The run's audit record (artifact ``audit/audit_record.json``) as a ``compliance.LoadedRecord``, read once
+    """The run's audit record (artifact ``audit/audit_record.json``) as a ``record.LoadedRecord``, read once
     per run. Never raises: a missing or corrupt record comes back with ``problem`` set, which G6 reports and the
     gates that need the record error on (naming it), while the other gates go on."""
-    from . import compliance
+    from . import record
 
-    return compliance.load_record(ftgate_session.store, ft_run.run_id, tmp_path_factory.mktemp("audit"),
+    return record.load_record(ftgate_session.store, ft_run.run_id, tmp_path_factory.mktemp("audit"),
                                   ft_run.params)
 
 
@@ -199,10 +199,10 @@ def test_set(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, audit_r
 def scorer(test_set, adapter, base_model: str, prediction_cache, ftgate_config: FtgateConfig, audit_record):
     """Prompts (encoded with the run's LLaMA-Factory template), greedy settings and the cache shared by every model
     scored for this run."""
-    from . import compliance, predict
+    from . import predict, record
 
     return predict.Scorer.create(test_set, adapter, base_model, ftgate_config.quality, ftgate_config.engine.seed,
-                                 prediction_cache, compliance.training_config(audit_record.record or {}))
+                                 prediction_cache, record.training_config(audit_record.record or {}))
 
 
 @pytest.fixture(scope="session")
@@ -229,11 +229,11 @@ def baseline(engine, engine_pool, scorer, base_model: str, ft_run: RunRecord, ft
 # --- benchmark fixtures (issue 5) ---
 @pytest.fixture(scope="session")
 def bench_runner(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, engine_pool):
-    """lm-eval runs of ``benchmarks.tasks`` (``bench.BenchRunner``): task catalog, result cache, and the models
+    """lm-eval runs of ``benchmarks.tasks`` (``lmeval.BenchRunner``): task catalog, result cache, and the models
     kept loaded between tasks, freed at session end; with the vllm engine, lm-eval asks the pool's server."""
-    from . import bench
+    from . import lmeval
 
-    runner = bench.runner_for(ftgate_config, ftgate_session.options.engine, ftgate_session.options.root,
+    runner = lmeval.runner_for(ftgate_config, ftgate_session.options.engine, ftgate_session.options.root,
                               ftgate_session.out / "bench", echo=ftgate_session.echo)
     runner.engine_pool = engine_pool
     yield runner

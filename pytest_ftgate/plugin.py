@@ -407,11 +407,41 @@ class _XdistController:
 
     @pytest.hookimpl(tryfirst=True)  # xdist starts its workers in a trylast pytest_sessionstart
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        _refs(ftgate_session(self.config))
+        self.gating = _defines_gates(self.config)
+        if self.gating:
+            _refs(ftgate_session(self.config))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
-        node.workerinput["ftgate_refs"] = [r.to_dict() for r in _refs(ftgate_session(self.config))]
+        refs = _refs(ftgate_session(self.config)) if self.gating else []
+        node.workerinput["ftgate_refs"] = [r.to_dict() for r in refs]
+
+
+def _defines_gates(config: pytest.Config) -> bool:
+    """Whether the session will collect gate tests, known before collection (xdist's main process collects
+    nothing): a run was named, or a test file under the arguments defines a ``@pytest.mark.gate`` test. Plain
+    ``pytest tests -n 2`` of a project without suites trains nothing."""
+    options = ftgate_session(config).options
+    if options.run_ids or options.train:
+        return True
+    args = [a.split("::")[0] for a in config.args] or [str(config.rootpath)]
+    files: list[Path] = []
+    for arg in args:
+        p = Path(arg) if Path(arg).is_absolute() else config.invocation_params.dir / arg
+        files += [p] if p.is_file() else sorted(p.rglob("test_*.py")) + sorted(p.rglob("*_test.py"))
+    return any(_has_gate_tests(f) for f in files)
+
+
+def _has_gate_tests(path: Path) -> bool:
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return any(isinstance(d, ast.Call) and ast.unparse(d.func).endswith("mark.gate")
+               for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+               for d in node.decorator_list)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:

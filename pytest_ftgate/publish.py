@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, attest, registry, report
+from . import __version__, attest, promotion, report
 from .errors import FtgateError
 from .redact import Redactor
 from .report import RunEvidence
@@ -211,19 +211,19 @@ class Publisher:
         name = self.sess.options.promote
         lines = []
         try:
-            client = registry.client_for(self.sess.tracking_uri)
+            client = promotion.client_for(self.sess.tracking_uri)
         except Exception as exc:
             self.failures.append("promotion")
             return [f"ftgate: ERROR promotion to {name!r} failed: {type(exc).__name__}: {_first(exc)}"]
         for ev in evs:
             run = ev.verdict.get("run_name")
-            refusal = registry.refusal(ev.verdict, bool(ev.adapter_files))
+            refusal = promotion.refusal(ev.verdict, bool(ev.adapter_files))
             if refusal is None and ev.run_id not in self.recorded:
                 refusal = "MLflow does not hold this session's verdict for the run (see above)"
             if refusal is not None:
                 if ev.verdict.get("complete") and ev.run_id in self.recorded:
                     try:  # a run that does not pass any more must not stay the candidate
-                        registry.withdraw(client, name, ev.run_id, ev.verdict.get("verdict", "block"))
+                        promotion.withdraw(client, name, ev.run_id, ev.verdict.get("verdict", "block"))
                     except Exception as exc:
                         lines.append(f"ftgate: ERROR the candidate alias of {run} could not be withdrawn: "
                                      f"{type(exc).__name__}: {_first(exc)}")
@@ -232,11 +232,11 @@ class Publisher:
                 lines.append(f"ftgate: promotion REFUSED: {run} not registered in {name!r} ({refusal})")
                 continue
             params = ev.record.params if ev.record else {}
-            tags = registry.candidate_tags(ev.verdict, params.get("ftgate.dataset_sha256", "") or _train_hash(ev),
+            tags = promotion.candidate_tags(ev.verdict, params.get("ftgate.dataset_sha256", "") or _train_hash(ev),
                                            self.meta["report_sha256"], ev.attestation.get("sha256", ""),
                                            self._evidence_uri(ev.run_id))
             try:
-                ev.promotion = registry.promote_candidate(client, name, ev.verdict, tags, bool(ev.adapter_files))
+                ev.promotion = promotion.promote_candidate(client, name, ev.verdict, tags, bool(ev.adapter_files))
             except Exception as exc:
                 ev.promotion = {"name": name, "skipped": f"registry error: {type(exc).__name__}: {_first(exc)}"}
             p = ev.promotion

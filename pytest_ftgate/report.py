@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .redact import REDACTED, Redactor, is_secret_key
-from .runs import RunRecord
+from .store import RunRecord
 
 MAX_SAMPLES = 10  # generations shown per run (the lowest-scoring first)
 MAX_ITEMS = 25  # list items / dict entries shown by the generic renderer

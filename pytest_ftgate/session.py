@@ -24,7 +24,7 @@ from typing import Callable
 from . import __version__
 from .config import FtgateConfig
 from .errors import FtgateError, RunUnavailable
-from .runs import RunRecord, RunStore, embedded_artifact_root, embedded_tracking_uri
+from .store import RunRecord, RunStore, resolve_store
 from .verdict import GateRecord, Verdict, safe_filename, utcnow, write_json_atomic
 
 ROLES = ("main", "controller", "worker")
@@ -144,18 +144,15 @@ class FtgateSession:
     # -- the store and the runs ----------------------------------------------------------------------
     @property
     def tracking_uri(self) -> str:
-        return self.options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri(
-            self.options.root)
+        return resolve_store(self.options.tracking_uri, self.options.root)[0]
 
     @property
     def store(self) -> RunStore:
         if self._store is None:
-            uri = self.tracking_uri
-            embedded = uri == embedded_tracking_uri(self.options.root)
+            uri, artifacts, embedded = resolve_store(self.options.tracking_uri, self.options.root)
             if embedded and self.writes:
                 (Path(self.options.root) / ".ftgate").mkdir(parents=True, exist_ok=True)
-            self._store = RunStore(uri, self.options.experiment or None,
-                                   embedded_artifact_root(self.options.root) if embedded else None)
+            self._store = RunStore(uri, self.options.experiment or None, artifacts)
         return self._store
 
     @property

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import audit, demo
+from . import demo, hashing, record
 from .errors import ConfigError, DataError, FtgateError, TrainingError
 
 PATH_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "output_dir", "deepspeed", "cache_dir",
@@ -92,7 +92,7 @@ def known_keys_path() -> Path:
         versions = f"{metadata.version('llamafactory')}-{metadata.version('transformers')}"
     except metadata.PackageNotFoundError:
         versions = "none"
-    return audit.cache_dir() / f"llamafactory-train-keys-{versions}.json"
+    return hashing.cache_dir() / f"llamafactory-train-keys-{versions}.json"
 
 
 def check_known_keys(spec: TrainingSpec) -> None:
@@ -142,7 +142,7 @@ def dataset_inputs(spec: TrainingSpec, test_dataset: str | None = None) -> tuple
     test = test_dataset or _conventional_test(splits[0][0], info)
     if test:
         splits.append((test, "test"))
-    memo = audit.HashMemo()
+    memo = hashing.HashMemo()
     limit = spec.args.get("max_samples")
     out = [_dataset_entry(name, split, info, d, info_path, memo, None if split == "test" else limit)
            for name, split in splits]
@@ -153,7 +153,7 @@ def dataset_inputs(spec: TrainingSpec, test_dataset: str | None = None) -> tuple
 def info_entries_sha256(info: dict, names: list[str]) -> str:
     """The digest of the ``dataset_info.json`` entries a run used (one shared file serves every dataset: adding
     an entry must not change the lineage of earlier runs; changing one they used must)."""
-    return audit.digest_text(json.dumps({n: info.get(n) for n in sorted(names)}, sort_keys=True,
+    return hashing.digest_text(json.dumps({n: info.get(n) for n in sorted(names)}, sort_keys=True,
                                         ensure_ascii=False))
 
 
@@ -169,7 +169,7 @@ def _conventional_test(train_name: str, info: dict) -> str | None:
     return f"{stem}_test" if f"{stem}_test" in info else None
 
 
-def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, memo: audit.HashMemo,
+def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, memo: hashing.HashMemo,
                    max_samples: int | None = None) -> dict:
     if name not in info:
         raise DataError(f"{info_path}: dataset {name!r} ({split}) is not registered; registered: "
@@ -183,10 +183,7 @@ def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, 
     if not files or not all(f.is_file() for f in files):
         raise DataError(f"{path}: the file of dataset {name!r} (registered in {info_path}) does not exist")
     rows = sum(len(validate_rows(f, fmt, attr.get("columns") or {})) for f in files)
-    if len(files) == 1:
-        sha = audit.prefixed(memo.sha256(files[0]))
-    else:
-        sha = audit.digest_files([{"name": f.relative_to(path).as_posix(), "sha256": memo.sha256(f)} for f in files])
+    sha = hashing.dataset_sha256(path, memo)
     entry = {"name": name, "split": split, "path": str(path), "sha256": sha, "samples": rows, "format": fmt}
     if isinstance(max_samples, int) and max_samples < rows:  # LLaMA-Factory trains the first max_samples rows
         entry.update(samples=max_samples, rows_in_file=rows, max_samples=max_samples)
@@ -241,14 +238,14 @@ def validate_rows(path: Path, fmt: str, columns: dict) -> list:
 # -- inputs, re-use -----------------------------------------------------------------------------------------
 def input_artifacts(spec: TrainingSpec, base: Path, test_dataset: str | None = None) -> dict:
     datasets, info = dataset_inputs(spec, test_dataset)
-    files = audit.tree_files(base)
+    files = hashing.tree_files(base, hashing.HashMemo())
     recipe = base / "ftgate_recipe.json"
     return {
         "base_model": {"path": str(base), "source": "pytest_ftgate.demo recipe" if recipe.is_file() else str(base),
-                       "hash": audit.digest_files(files), "files": files},
+                       "hash": hashing.digest_files(files), "files": files},
         "datasets": datasets, "dataset_info": info,
-        "config": {"file": str(spec.path), "sha256": audit.digest_text(spec.text), "content": spec.text,
-                   "working_dir": str(spec.cwd), **audit.git_commit(spec.path)},
+        "config": {"file": str(spec.path), "sha256": hashing.digest_text(spec.text), "content": spec.text,
+                   "working_dir": str(spec.cwd), **record.git_commit(spec.path)},
     }
 
 
@@ -257,7 +254,7 @@ def lineage_params(inputs: dict) -> dict[str, str]:
     trained = [d for d in inputs["datasets"] if d["split"] != "test"]
     return {
         "ftgate.config_sha256": inputs["config"]["sha256"],
-        "ftgate.dataset_sha256": audit.digest_files(
+        "ftgate.dataset_sha256": hashing.digest_files(
             [{"name": f"{d['split']}/{d['name']}", "sha256": d["sha256"]} for d in trained]
             + [{"name": "dataset_info.json", "sha256": inputs["dataset_info"]["sha256"]}]),
         "ftgate.base_model_sha256": inputs["base_model"]["hash"],
@@ -478,15 +475,11 @@ def _read_json(path: Path) -> dict:
 def cli_store(tracking_uri: str, experiment: str, create: bool = False) -> Any:
     """The store of an ``ftgate`` subcommand: ``--tracking-uri``, else $MLFLOW_TRACKING_URI, else ./.ftgate
     (``create``: a missing store may be created, as training does)."""
-    from .runs import RunStore, embedded_artifact_root, embedded_tracking_uri
+    from .store import RunStore, resolve_store
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    artifacts = None
-    if not uri:
+    uri, artifacts, embedded = resolve_store(tracking_uri)
+    if embedded:
         Path(".ftgate").mkdir(exist_ok=True)
-        uri, artifacts = embedded_tracking_uri("."), embedded_artifact_root(".")
-    elif uri.startswith("sqlite:///"):  # beside the database, not MLflow's default ./mlruns of the cwd
-        artifacts = str(Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts")
     return RunStore(uri, experiment or None, artifacts, create=create)
 
 

@@ -126,7 +126,7 @@ def output_files(out: Path) -> tuple[list[Path], list[Path], list[dict]]:
     The adapter is every top-level file but the trainer's own outputs and plots (checkpoints are folders).
     Raises RuntimeError when there is no ``adapter_model.*``.
     """
-    from . import audit
+    from . import hashing
 
     adapter_files = [p for p in sorted(out.iterdir()) if p.is_file() and p.name not in ADAPTER_SKIP
                      and not p.name.endswith(".png")]
@@ -134,15 +134,15 @@ def output_files(out: Path) -> tuple[list[Path], list[Path], list[dict]]:
         raise RuntimeError(f"LLaMA-Factory wrote no adapter_model.* into {out}")
     trainer = [p for p in sorted(out.iterdir()) if p.is_file() and (p.name in ADAPTER_SKIP[1:]
                                                                      or p.name.endswith(".png"))]
-    memo = audit.HashMemo()
-    files = [{"name": p.name, "sha256": audit.prefixed(memo.sha256(p)), "size": p.stat().st_size}
+    memo = hashing.HashMemo()
+    files = [{"name": p.name, "sha256": memo.sha256(p), "size": p.stat().st_size}
              for p in adapter_files]
     return adapter_files, trainer, files
 
 
 def log_outputs(mlflow: Any, job: dict, record: dict, run: Any) -> None:
     """The adapter as ``adapter/``, trainer outputs as ``training/``, the audit record and pip freeze."""
-    from . import audit
+    from . import record as audit_record
 
     out = Path(job["args"]["output_dir"])
     adapter_files, trainer, files = output_files(out)
@@ -150,20 +150,20 @@ def log_outputs(mlflow: Any, job: dict, record: dict, run: Any) -> None:
         mlflow.log_artifact(str(p), "adapter")
     for p in trainer:
         mlflow.log_artifact(str(p), "training")
-    training = audit.training_summary(
+    training = audit_record.training_summary(
         start=record.get("start", _utc()), end=record.get("end", _utc()),
         duration=record.get("t1", time.time()) - record.get("t0", time.time()), state=record.get("state", {}),
         losses=[p for p in record.get("losses", []) if math.isfinite(p[1])] or record.get("losses", []),
         evals=record.get("evals", []), saves=record.get("saves", []))
     args = job["args"]
-    rec = audit.build_record(
+    rec = audit_record.build_record(
         experiment_id=run.info.experiment_id, run_id=run.info.run_id, created_at=_utc(), inputs=job["inputs"],
         training=training, adapter_files=files, args=args,
         seeds={"seed": args.get("seed", 42), "data_seed": args.get("data_seed")})
     adapter_sha = rec["output_artifacts"]["adapter"]["sha256"]
     mlflow.log_params({"ftgate.adapter_sha256": adapter_sha, "ftgate.output_dir": str(out)})
     mlflow.log_dict(rec, "audit/audit_record.json")
-    mlflow.log_text(audit.pip_freeze(), "audit/pip_freeze.txt")
+    mlflow.log_text(audit_record.pip_freeze(), "audit/pip_freeze.txt")
     mlflow.log_text(job["inputs"]["config"]["content"], f"audit/{Path(job['config_file']).name}")
 
 

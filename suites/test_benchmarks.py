@@ -5,14 +5,14 @@ every task under ``benchmarks.tasks`` in ftgate.yaml runs on the adapter and on 
 
 import pytest
 
-from pytest_ftgate import bench, train
+from pytest_ftgate import lmeval, train
 from pytest_ftgate.plugin import ftgate_session
 
 
 def pytest_generate_tests(metafunc):
     if "bench_task" not in metafunc.fixturenames:
         return
-    specs = bench.gate_specs(ftgate_session(metafunc.config).cfg)
+    specs = lmeval.gate_specs(ftgate_session(metafunc.config).cfg)
     params = [pytest.param((label, task), id=label, marks=pytest.mark.gate(gate_id, name="benchmark",
                                                                            severity=severity))
               for label, gate_id, severity, task in specs]
@@ -28,5 +28,5 @@ def test_the_adapter_does_not_regress_on_the_benchmark(ft_run, bench_task, gate,
         pytest.skip(reason)
     bench_runner, adapter, base_model = (request.getfixturevalue(n) for n in ("bench_runner", "adapter",
                                                                                "base_model"))
-    check = bench.run_gate(bench_runner, label, task, base_model, adapter, ftgate_session.store, ft_run.run_id)
+    check = lmeval.run_gate(bench_runner, label, task, base_model, adapter, ftgate_session.store, ft_run.run_id)
     gate.check(check, gate_id=f"bench:{label}", severity=ftgate_config.severity(f"bench:{label}", task.severity))

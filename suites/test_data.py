@@ -7,7 +7,7 @@ record's lineage, so a run trained without pytest-ftgate's wrapper errors here a
 
 import pytest
 
-from pytest_ftgate import data
+from pytest_ftgate.gates import data
 
 
 @pytest.mark.gate("schema", name="schema", severity="block")

@@ -8,8 +8,9 @@ when the answers differ (float32 on CPU must agree token for token; on a GPU the
 import pytest
 
 from pytest_ftgate import predict
-from pytest_ftgate.serve import create_engine, parity
+from pytest_ftgate.serve import create_engine
 from pytest_ftgate.serve.vllm import on_cpu
+from pytest_ftgate.gates import serving
 
 
 @pytest.mark.gate("serving_parity", name="serving_parity", severity="block")
@@ -19,7 +20,7 @@ def test_the_serving_engine_answers_like_the_hf_engine(engine, scorer, test_set,
     if engine.kind == "hf":
         pytest.skip("the engine is hf, the one the gates are scored with: nothing to compare "
                     "(run with --ftgate-engine vllm to check the server you deploy)")
-    picked = parity.sample_positions(len(scorer.prompts), e.parity_samples)
+    picked = serving.sample_positions(len(scorer.prompts), e.parity_samples)
     prompts = [scorer.prompts[i] for i in picked]
     name = predict.adapter_name(ft_run.run_id)
     served = engine.generate(prompts, name, scorer.params)
@@ -29,7 +30,7 @@ def test_the_serving_engine_answers_like_the_hf_engine(engine, scorer, test_set,
         reference = hf.generate(prompts, name, scorer.params)
         tokenize = lambda text: [hf.tokenizer.decode([t]) for t in hf.tokenizer.encode(text, add_special_tokens=False)]
         min_agreement = 1.0 if on_cpu() else e.parity_min_agreement_gpu
-        check = parity.serving_parity(served, reference, [test_set.samples[i].index for i in picked],
+        check = serving.serving_parity(served, reference, [test_set.samples[i].index for i in picked],
                                       engine=engine.kind, min_agreement=min_agreement, tokenize=tokenize)
     check.details["engine"] = engine.describe()  # command, URL and port, log file: the report's engine section
     gate.check(check)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pytest_ftgate.audit import digest_files, digest_text
-from pytest_ftgate.compliance import AUDIT_ARTIFACT, sha256_file
+from pytest_ftgate.record import digest_files
+
+from pytest_ftgate.hashing import digest_text
+from pytest_ftgate.record import AUDIT_ARTIFACT
+from pytest_ftgate.gates.audit import sha256_file
 
 CONFIG = """model_name_or_path: {base}
 trust_remote_code: false

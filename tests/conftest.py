@@ -65,7 +65,7 @@ class DemoRun:
     log_dir: Path
 
     def store(self, experiment: str | None = None):
-        from pytest_ftgate.runs import RunStore
+        from pytest_ftgate.store import RunStore
 
         return RunStore(self.tracking_uri, experiment, self.artifact_root)
 
@@ -85,11 +85,7 @@ def copy_demo_tree(root: Path) -> Path:
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """The bundled demo, trained once per session (CPU, LLaMA-Factory in a child) and downloaded."""
     from pytest_ftgate import artifacts, demo, train
-    from pytest_ftgate.runs import (
-        RunStore,
-        embedded_artifact_root,
-        embedded_tracking_uri,
-    )
+    from pytest_ftgate.store import RunStore, embedded_artifact_root, embedded_tracking_uri
 
     root = copy_demo_tree(tmp_path_factory.mktemp("demo-root"))
     (root / ".ftgate").mkdir()

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_ftgate import adopt, compliance, train
+from pytest_ftgate import adopt, train
 from pytest_ftgate.errors import ConfigError, RunUnavailable
-from pytest_ftgate.runs import RunStore
+from pytest_ftgate.store import RunStore
+from pytest_ftgate import record
+from pytest_ftgate.gates import audit as audit_gates
 
 from . import audit_records as A
 from .conftest import REPO, copy_demo_tree
@@ -68,17 +70,17 @@ def test_adopting_a_plain_run_attaches_adapter_lineage_and_a_record_marked_adopt
     assert tags["ftgate.provenance"] == "adopted" and "ftgate.trained_by" not in tags
     assert {"adapter/adapter_model.safetensors", "adapter/adapter_config.json", "audit/audit_record.json",
             "audit/train.yaml", "training/trainer_state.json"} <= set(store.list_artifacts(run_id))
-    loaded = compliance.load_record(store, run_id, tmp_path / "dl", dict(params))
+    loaded = record.load_record(store, run_id, tmp_path / "dl", dict(params))
     rec = loaded.record
     assert rec["provenance"] == "adopted" and rec["run_id"] == run_id
     assert rec["training_record"]["progress"]["total_steps"] == 30
     assert rec["training_record"]["metrics_summary"]["final_loss"] == 0.5
     assert rec["reproducibility"]["seeds"] == {"seed": 42, "data_seed": 42}
     assert any("pip_freeze" in x for x in rec["adopted"]["not_established"])
-    g6 = compliance.completeness(loaded, run_id)
-    assert not g6.passed and compliance.adopted_severity(g6, "warn") == "warn"
+    g6 = audit_gates.completeness(loaded, run_id)
+    assert not g6.passed and audit_gates.adopted_severity(g6, "warn") == "warn"
     assert "reproducibility.environment.torch_version" in g6.message
-    integrity = compliance.integrity(rec, Path(store.download(run_id, "adapter", tmp_path / "a")), dict(params))
+    integrity = audit_gates.integrity(rec, Path(store.download(run_id, "adapter", tmp_path / "a")), dict(params))
     assert integrity.passed, integrity.message  # every recorded hash matches the run's new lineage params
 
 

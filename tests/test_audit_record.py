@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_ftgate import artifacts, audit, train
+from pytest_ftgate import artifacts, train
 from pytest_ftgate.errors import IntegrityError, RunUnavailable
+from pytest_ftgate import hashing
+from pytest_ftgate import record as rec_mod
 
 
 def sha(path: Path) -> str:
@@ -25,10 +27,10 @@ def sha(path: Path) -> str:
 def test_the_memo_rehashes_a_file_only_when_its_size_or_mtime_changes(tmp_path):
     f = tmp_path / "weights.bin"
     f.write_bytes(b"a" * 1000)
-    memo = audit.HashMemo(tmp_path / "memo.json")
+    memo = hashing.HashMemo(tmp_path / "memo.json")
     assert memo.sha256(f) == hashlib.sha256(b"a" * 1000).hexdigest()
-    assert audit.HashMemo(tmp_path / "memo.json").sha256(f) and memo.misses == 1
-    again = audit.HashMemo(tmp_path / "memo.json")
+    assert hashing.HashMemo(tmp_path / "memo.json").sha256(f) and memo.misses == 1
+    again = hashing.HashMemo(tmp_path / "memo.json")
     again.sha256(f)
     assert (again.hits, again.misses) == (1, 0)  # read from the memo file: not re-hashed
     f.write_bytes(b"b" * 1000)
@@ -40,18 +42,18 @@ def test_a_file_changed_behind_the_memo_with_the_same_size_and_mtime_is_the_docu
     f = tmp_path / "w.bin"
     f.write_bytes(b"x" * 10)
     st = f.stat()
-    memo = audit.HashMemo(tmp_path / "memo.json")
+    memo = hashing.HashMemo(tmp_path / "memo.json")
     first = memo.sha256(f)
     f.write_bytes(b"y" * 10)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert memo.sha256(f) == first  # the memo trusts (path, size, mtime); gates re-hash with a fresh memo
-    assert audit.sha256_file(f) != first
+    assert hashing.sha256_file(f) != first
 
 
 def test_the_digest_of_a_file_list_does_not_depend_on_its_order():
     files = [{"name": "a", "sha256": "sha256:1"}, {"name": "b", "sha256": "sha256:2"}]
-    assert audit.digest_files(files) == audit.digest_files(files[::-1])
-    assert audit.digest_files(files) != audit.digest_files([files[0]])
+    assert record.digest_files(files) == record.digest_files(files[::-1])
+    assert record.digest_files(files) != record.digest_files([files[0]])
 
 
 def complete_record() -> dict:
@@ -60,7 +62,7 @@ def complete_record() -> dict:
 
 
 def test_a_complete_record_misses_no_field():
-    assert audit.missing_fields(complete_record()) == []
+    assert rec_mod.missing_fields(complete_record()) == []
 
 
 def test_missing_null_and_empty_fields_are_listed_by_dotted_path():
@@ -69,7 +71,7 @@ def test_missing_null_and_empty_fields_are_listed_by_dotted_path():
     record["reproducibility"]["seeds"]["seed"] = None
     record["input_artifacts"]["datasets"][1]["sha256"] = ""
     record["output_artifacts"]["adapter"]["files"] = []
-    assert audit.missing_fields(record) == [
+    assert rec_mod.missing_fields(record) == [
         "input_artifacts.base_model.hash", "input_artifacts.datasets[].sha256", "output_artifacts.adapter.files",
         "output_artifacts.adapter.files[].name", "output_artifacts.adapter.files[].sha256",
         "reproducibility.seeds.seed"]
@@ -84,7 +86,7 @@ def record(demo_run, tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 def test_the_demo_record_has_every_required_field(record, demo_run):
-    assert audit.missing_fields(record) == []
+    assert rec_mod.missing_fields(record) == []
     assert record["run_id"] == demo_run.run_id and record["schema_version"] == 1
 
 
@@ -120,7 +122,7 @@ def test_the_recorded_adapter_matches_the_artifact_and_the_run_params(record, de
     assert {f["name"]: f["sha256"] for f in adapter["files"]} == {
         p.name: sha(p) for p in Path(demo_run.adapter_dir).iterdir()}
     params = demo_run.store().client.get_run(demo_run.run_id).data.params
-    assert params["ftgate.adapter_sha256"] == adapter["sha256"] == audit.digest_files(adapter["files"])
+    assert params["ftgate.adapter_sha256"] == adapter["sha256"] == record.digest_files(adapter["files"])
     assert params["ftgate.config_sha256"] == record["input_artifacts"]["config"]["sha256"]
     assert params["ftgate.base_model_sha256"] == record["input_artifacts"]["base_model"]["hash"]
 
@@ -214,7 +216,7 @@ def test_an_adapter_artifact_that_differs_from_its_audit_record_is_refused(demo_
 
 
 def test_a_run_without_an_adapter_digest_is_not_downloaded(tmp_path):
-    from pytest_ftgate.runs import RunStore
+    from pytest_ftgate.store import RunStore
 
     from .mlflow_runs import make_run
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ftgate.audit import digest_files
-from pytest_ftgate.compliance import AUDIT_ARTIFACT
+from pytest_ftgate.record import digest_files
+from pytest_ftgate.record import AUDIT_ARTIFACT
 from pytest_ftgate.train import lineage_params
 
 from . import audit_records as A

@@ -28,7 +28,7 @@ from pytest_ftgate.errors import (
     RunUnavailable,
     StoreError,
 )
-from pytest_ftgate.runs import RunStore
+from pytest_ftgate.store import RunStore
 
 from . import histories as H
 from .mlflow_runs import make_run

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ftgate import bench
+from pytest_ftgate import lmeval
+
+from pytest_ftgate.gates import benchmarks as bench_gates
 from pytest_ftgate.config import BenchTask, Engine
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "fixtures" / "lm_eval_tasks"
-SETTINGS = bench.Settings(backend="hf", device="cpu", dtype="float32", batch_size=16)
+SETTINGS = lmeval.Settings(backend="hf", device="cpu", dtype="float32", batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runner(cache_dir, tmp_path_factory):
-    r = bench.BenchRunner(SETTINGS, bench.TaskCatalog([TASKS]), bench.ResultCache(cache_dir),
+    r = lmeval.BenchRunner(SETTINGS, lmeval.TaskCatalog([TASKS]), lmeval.ResultCache(cache_dir),
                           tmp_path_factory.mktemp("bench-work"))
     yield r
     r.close()
@@ -53,7 +55,7 @@ def test_the_demo_adapter_beats_its_base_model_on_the_shipped_tasks(runner, demo
     candidate, base = runner.sides(str(demo_run.base_model_dir), str(demo_run.adapter_dir))
     for name, metric in (("demo_mc", "acc,none"), ("demo_gen", "exact_match,none")):
         cand, ref = runner.evaluate(BenchTask(name=name), candidate), runner.evaluate(BenchTask(name=name), base)
-        check = bench.regression(name, cand, ref)
+        check = bench_gates.regression(name, cand, ref)
         assert check.passed, check.message
         assert check.details["metric"] == metric and check.details["candidate"] >= 0.9
         assert check.details["base"] <= 0.5 and check.details["n"]["effective"] == 64
@@ -66,7 +68,7 @@ def test_the_demo_adapter_beats_its_base_model_on_the_shipped_tasks(runner, demo
 
 def test_an_adapter_made_worse_is_blocked_by_the_benchmark_gate(runner, demo_run, tmp_path):
     worse = made_worse(Path(demo_run.adapter_dir), tmp_path / "worse")
-    check = bench.run_gate(runner, "demo_mc", BenchTask(name="demo_mc"), str(demo_run.base_model_dir), worse)
+    check = lmeval.run_gate(runner, "demo_mc", BenchTask(name="demo_mc"), str(demo_run.base_model_dir), worse)
     assert not check.passed
     assert check.message.startswith("demo_mc: regression against the base model: acc ")
     assert check.details["candidate"] < check.details["base"] - 2 * check.details["stderr"]
@@ -77,7 +79,7 @@ def test_a_second_session_reads_every_result_from_the_cache(runner, cache_dir, d
     candidate, base = runner.sides(str(demo_run.base_model_dir), str(demo_run.adapter_dir))
     first = {(t, s.label): runner.evaluate(BenchTask(name=t), s) for t in ("demo_mc", "demo_gen")
              for s in (candidate, base)}
-    again = bench.BenchRunner(SETTINGS, bench.TaskCatalog([TASKS]), bench.ResultCache(cache_dir), tmp_path)
+    again = lmeval.BenchRunner(SETTINGS, lmeval.TaskCatalog([TASKS]), lmeval.ResultCache(cache_dir), tmp_path)
     second = {(t, s.label): again.evaluate(BenchTask(name=t), s) for t in ("demo_mc", "demo_gen")
               for s in again.sides(str(demo_run.base_model_dir), str(demo_run.adapter_dir))}
     assert again.evaluations == 0 and all(r.cached for r in second.values())
@@ -87,7 +89,7 @@ def test_a_second_session_reads_every_result_from_the_cache(runner, cache_dir, d
     again.close()
 
 
-def per_doc(result: bench.TaskResult, metric: str, docs: int) -> list:
+def per_doc(result: lmeval.TaskResult, metric: str, docs: int) -> list:
     rows = [json.loads(x) for x in Path(result.samples_path).read_text().splitlines()]
     return [r[metric] for r in sorted(rows, key=lambda r: r["doc_id"]) if r["doc_id"] < docs]
 
@@ -98,9 +100,9 @@ def test_local_completions_against_a_server_gives_the_hf_backends_answers(runner
     base_dir, adapter_dir = str(demo_run.base_model_dir), str(demo_run.adapter_dir)
     server = CompletionsServer({"base": (base_dir, None), "run-demo": (base_dir, adapter_dir)})
     try:
-        served = bench.Settings(backend="local-completions", batch_size=8, engine=Engine(
+        served = lmeval.Settings(backend="local-completions", batch_size=8, engine=Engine(
             kind="openai", base_url=server.url, adapter_model_name="run-demo", base_model_name="base"))
-        remote = bench.BenchRunner(served, bench.TaskCatalog([TASKS]), None, tmp_path)
+        remote = lmeval.BenchRunner(served, lmeval.TaskCatalog([TASKS]), None, tmp_path)
         pairs = list(zip(runner.sides(base_dir, adapter_dir), remote.sides(base_dir, adapter_dir)))
         for name, metric in (("demo_mc", "acc"), ("demo_gen", "exact_match")):
             for local_side, remote_side in pairs:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ftgate import attest, registry
+from pytest_ftgate import attest
+from pytest_ftgate import promotion
 
 from .conftest import copy_demo_tree
 from .test_report_session import SUITES, XSS, audited_run, run_session, signing_key
@@ -174,7 +175,7 @@ def test_the_demo_run_is_promoted_and_its_attestation_verifies_against_the_adapt
     proc, uri, out, dom, shot, pub = demo_rendered
     doc = json.loads((out / "report.json").read_text())
     (run,) = doc["runs"]
-    held = registry.aliases(registry.client_for(uri), "demo")
+    held = promotion.aliases(promotion.client_for(uri), "demo")
     assert held == ({"candidate": run["promotion"]["version"]} if run["verdict"] in ("pass", "warn") else {})
     att = out / "verdicts" / f"{demo_run.run_id}.intoto.json"
     assert attest.main([str(att), str(demo_run.adapter_dir), "--public-key", str(pub)]) == 0

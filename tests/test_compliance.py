@@ -7,11 +7,13 @@ import pickle
 
 import pytest
 
-from pytest_ftgate import adopt, compliance, train
-from pytest_ftgate.audit import digest_files
-from pytest_ftgate.compliance import LoadedRecord
+from pytest_ftgate import adopt, train
+from pytest_ftgate.record import digest_files
+from pytest_ftgate.gates.audit import LoadedRecord
 from pytest_ftgate.errors import IntegrityError
 from pytest_ftgate.train import lineage_params
+from pytest_ftgate import record
+from pytest_ftgate.gates import audit as audit_gates
 
 from . import audit_records as A
 
@@ -32,7 +34,7 @@ def flip_byte(path, offset=-5):
 
 # -- G6 -------------------------------------------------------------------------------------------------
 def test_a_complete_audit_record_passes_g6(run):
-    check = compliance.completeness(LoadedRecord(run[1]), RUN)
+    check = audit_gates.completeness(LoadedRecord(run[1]), RUN)
     assert check.passed and check.value == "100%", check.message
     assert "3 dataset(s), 2 adapter file(s)" in check.message
 
@@ -52,7 +54,7 @@ def test_each_missing_audit_field_is_named(run, path, named):
     for key in path[:-1]:
         node = node[key]
     del node[path[-1]]
-    check = compliance.completeness(LoadedRecord(rec), RUN)
+    check = audit_gates.completeness(LoadedRecord(rec), RUN)
     assert not check.passed and named in check.details["missing"], check.details
     assert named in check.message and "ftgate train" in check.message
 
@@ -61,7 +63,7 @@ def test_a_dataset_without_its_hash_and_a_malformed_hash_are_named(run):
     rec = copy.deepcopy(run[1])
     rec["input_artifacts"]["datasets"][1]["sha256"] = ""
     rec["output_artifacts"]["adapter"]["files"][0]["sha256"] = "md5:abc"
-    missing = compliance.completeness(LoadedRecord(rec), RUN).details["missing"]
+    missing = audit_gates.completeness(LoadedRecord(rec), RUN).details["missing"]
     assert "input_artifacts.datasets[1].sha256" in missing
     assert any(m.startswith("output_artifacts.adapter.files[0].sha256 (not 'sha256:") for m in missing)
 
@@ -69,33 +71,33 @@ def test_a_dataset_without_its_hash_and_a_malformed_hash_are_named(run):
 def test_empty_checkpoints_are_allowed_but_empty_datasets_are_not(run):
     rec = copy.deepcopy(run[1])
     rec["training_record"]["checkpoints"] = []
-    assert compliance.completeness(LoadedRecord(rec), RUN).passed
+    assert audit_gates.completeness(LoadedRecord(rec), RUN).passed
     rec["input_artifacts"]["datasets"] = []
-    assert compliance.completeness(LoadedRecord(rec), RUN).details["missing"] == ["input_artifacts.datasets"]
+    assert audit_gates.completeness(LoadedRecord(rec), RUN).details["missing"] == ["input_artifacts.datasets"]
 
 
 def test_a_record_of_another_run_fails_g6(run):
-    check = compliance.completeness(LoadedRecord(run[1]), "b" * 32)
+    check = audit_gates.completeness(LoadedRecord(run[1]), "b" * 32)
     assert not check.passed and f"the record is of run {RUN}" in check.message
 
 
 def test_a_corrupt_record_fails_g6_naming_the_artifact():
-    loaded = compliance.parse_record(b'{"schema_version": 1, "input_art', "audit/audit_record.json of run X")
-    check = compliance.completeness(loaded, "X")
+    loaded = record.parse_record(b'{"schema_version": 1, "input_art', "audit/audit_record.json of run X")
+    check = audit_gates.completeness(loaded, "X")
     assert not check.passed and check.value == "no audit record"
     assert "the audit record audit/audit_record.json of run X is not valid JSON" in check.message
     with pytest.raises(IntegrityError, match="no usable audit record .*not valid JSON.*see gate G6"):
-        compliance.require_record(loaded)
-    assert "is a JSON list, not an object" in compliance.parse_record("[1]").problem
+        record.require_record(loaded)
+    assert "is a JSON list, not an object" in record.parse_record("[1]").problem
 
 
 def test_a_plain_llamafactory_run_fails_g6_with_what_to_add():
     loaded = LoadedRecord(None, problem="the run has no audit record (artifact audit/audit_record.json)",
                           params={"seed": "42", "learning_rate": "0.001"})
-    msg = compliance.completeness(loaded, RUN).message
+    msg = audit_gates.completeness(loaded, RUN).message
     assert "not trained with pytest-ftgate's wrapper" in msg
     assert "training arguments (seed, learning_rate, ...)" in msg
-    for section in compliance.SECTIONS.values():
+    for section in audit_gates.SECTIONS.values():
         assert section in msg
     assert "ftgate train <config.yaml>" in msg and "--ftgate-train" in msg
     assert "ftgate adopt <run> --config <config.yaml>" in msg  # the way without retraining
@@ -113,29 +115,29 @@ def _adopted(record: dict) -> dict:
 
 
 def test_an_adopted_run_fails_g6_naming_what_was_not_established_and_takes_the_adopted_policy(run):
-    check = compliance.completeness(LoadedRecord(_adopted(run[1])), RUN)
+    check = audit_gates.completeness(LoadedRecord(_adopted(run[1])), RUN)
     assert not check.passed and check.details["adopted"] is True
     assert check.value == "adopted, 8 field(s) not established"
     assert "reproducibility.environment.torch_version" in check.message and "pip_freeze" in check.message
     assert "audit.adopted" in check.message
-    assert compliance.adopted_severity(check, "warn") == "warn"
-    assert compliance.adopted_severity(check, "block") == "block"
+    assert audit_gates.adopted_severity(check, "warn") == "warn"
+    assert audit_gates.adopted_severity(check, "block") == "block"
 
 
 def test_an_adopted_run_missing_more_than_it_lists_fails_g6_at_the_gates_own_severity(run):
     rec = _adopted(run[1])
     del rec["input_artifacts"]["datasets"][0]["sha256"]
-    check = compliance.completeness(LoadedRecord(rec), RUN)
+    check = audit_gates.completeness(LoadedRecord(rec), RUN)
     assert not check.passed and "input_artifacts.datasets[0].sha256" in check.details["missing"]
-    assert compliance.adopted_severity(check, "warn") is None
-    ok = compliance.completeness(LoadedRecord(run[1]), RUN)
-    assert ok.passed and compliance.adopted_severity(ok, "warn") is None
+    assert audit_gates.adopted_severity(check, "warn") is None
+    ok = audit_gates.completeness(LoadedRecord(run[1]), RUN)
+    assert ok.passed and audit_gates.adopted_severity(ok, "warn") is None
 
 
 # -- integrity ------------------------------------------------------------------------------------------
 def test_untouched_files_pass_integrity(run):
     paths, rec = run
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert check.passed, check.message
     assert check.value == {"verified": 8, "mismatched": 0, "unverifiable": 0}
 
@@ -143,27 +145,27 @@ def test_untouched_files_pass_integrity(run):
 def test_one_flipped_byte_in_the_adapter_fails_integrity(run):
     paths, rec = run
     flip_byte(paths["adapter"] / "adapter_model.safetensors")
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert not check.passed and check.value["mismatched"] == 1
     assert "adapter file adapter_model.safetensors differs from the one trained" in check.message
-    assert compliance.require_verifiable(check) is check  # a mismatch is a failure, not an error
+    assert audit_gates.require_verifiable(check) is check  # a mismatch is a failure, not an error
 
 
 def test_a_swapped_or_added_adapter_file_fails_integrity(run):
     paths, rec = run
     (paths["adapter"] / "adapter_model.bin").write_bytes(b"extra")
     (paths["adapter"] / "adapter_config.json").unlink()
-    msg = compliance.integrity(rec, paths["adapter"]).message
+    msg = audit_gates.integrity(rec, paths["adapter"]).message
     assert "adapter file adapter_model.bin is not in the audit record" in msg
     assert "adapter_config.json is recorded but missing" in msg
-    assert "no adapter artifact" in compliance.integrity(rec, None).message
+    assert "no adapter artifact" in audit_gates.integrity(rec, None).message
 
 
 def test_a_dataset_row_edited_after_training_fails_integrity(run):
     paths, rec = run
     train = paths["data"] / "demo_train.json"
     train.write_text(train.read_text().replace("river stone w3", "river stone w4"))
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert not check.passed
     assert f"train dataset 'demo_train': {train} has changed since training" in check.message
 
@@ -172,42 +174,42 @@ def test_a_dataset_that_no_longer_exists_is_an_error_naming_the_path(run):
     paths, rec = run
     test = paths["data"] / "demo_test.json"
     test.unlink()
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert not check.passed and check.value["unverifiable"] == 1
     with pytest.raises(IntegrityError, match=f"cannot verify: test dataset 'demo_test': {test} does not exist"):
-        compliance.require_verifiable(check)
+        audit_gates.require_verifiable(check)
 
 
 def test_a_base_model_changed_since_training_fails_integrity_and_is_a_changed_input(run):
     paths, rec = run
     (paths["base"] / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 32}))
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert not check.passed and "base model file config.json: " in check.message
-    assert compliance.integrity(rec, paths["adapter"], base_model=False).passed
-    assert [m.split(":")[0] for m in compliance.changed_inputs(rec)] == ["base model file config.json"]
+    assert audit_gates.integrity(rec, paths["adapter"], base_model=False).passed
+    assert [m.split(":")[0] for m in audit_gates.changed_inputs(rec)] == ["base model file config.json"]
 
 
 def test_an_edited_config_fails_and_a_deleted_one_is_verified_from_the_recorded_content(run):
     paths, rec = run
     paths["config"].write_text(paths["config"].read_text().replace("seed: 42", "seed: 7"))
-    assert "training config: " in compliance.integrity(rec, paths["adapter"]).message
+    assert "training config: " in audit_gates.integrity(rec, paths["adapter"]).message
     paths["config"].unlink()
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert check.passed and any("recorded content" in v["what"] for v in check.details["verified"])
     rec["input_artifacts"]["config"]["content"] += "# edited\n"
-    assert "the record was edited" in compliance.integrity(rec, paths["adapter"]).message
+    assert "the record was edited" in audit_gates.integrity(rec, paths["adapter"]).message
 
 
 def test_a_record_rewritten_to_match_a_swapped_adapter_is_caught_by_the_run_params(run):
     paths, rec = run
     params = {"ftgate.adapter_sha256": digest_files(rec["output_artifacts"]["adapter"]["files"]),
               **lineage_params(rec["input_artifacts"])}
-    assert compliance.integrity(rec, paths["adapter"], params).value["verified"] == 12
+    assert audit_gates.integrity(rec, paths["adapter"], params).value["verified"] == 12
     flip_byte(paths["adapter"] / "adapter_model.safetensors")
     swapped = copy.deepcopy(rec)
     for f in swapped["output_artifacts"]["adapter"]["files"]:
-        f["sha256"] = compliance.sha256_file(paths["adapter"] / f["name"])
-    check = compliance.integrity(swapped, paths["adapter"], params)
+        f["sha256"] = audit_gates.sha256_file(paths["adapter"] / f["name"])
+    check = audit_gates.integrity(swapped, paths["adapter"], params)
     assert not check.passed and check.value["mismatched"] == 1
     assert "does not match the run's param ftgate.adapter_sha256" in check.message
 
@@ -223,7 +225,7 @@ def test_dataset_hashes_are_recomputed_as_training_records_them(tmp_path, monkey
     (d / "dataset_info.json").write_text(json.dumps(info))
     spec = train.TrainingSpec(tmp_path / "t.yaml", "", {"dataset_dir": str(d), "dataset": "parts,one"})
     recorded, info = train.dataset_inputs(spec)
-    assert [compliance.dataset_sha256(e["path"]) for e in recorded] == [e["sha256"] for e in recorded]
+    assert [audit_gates.dataset_sha256(e["path"]) for e in recorded] == [e["sha256"] for e in recorded]
     assert info["entries"] == ["one", "parts"]  # only the entries the run used, not the whole shared file
     assert train.info_entries_sha256(json.loads((d / "dataset_info.json").read_text()), ["parts", "one"]) == \
         info["sha256"]
@@ -246,7 +248,7 @@ def test_a_new_dataset_info_entry_does_not_fail_an_earlier_runs_integrity(run):
     info = json.loads(info_path.read_text())
     info["someone_elses_data"] = {"file_name": "other.json", "formatting": "sharegpt"}
     info_path.write_text(json.dumps(info, indent=2))
-    check = compliance.integrity(rec, paths["adapter"], lineage_params(rec["input_artifacts"]))
+    check = audit_gates.integrity(rec, paths["adapter"], lineage_params(rec["input_artifacts"]))
     assert check.passed, check.message
 
 
@@ -255,14 +257,14 @@ def test_a_changed_dataset_info_entry_the_run_used_fails_integrity(run):
     info = json.loads(info_path.read_text())
     info["demo_train"]["columns"] = {"prompt": "question"}
     info_path.write_text(json.dumps(info))
-    check = compliance.integrity(rec, paths["adapter"])
+    check = audit_gates.integrity(rec, paths["adapter"])
     assert not check.passed
     assert "dataset_info.json entries demo_test, demo_train, demo_validation" in check.message
     assert "has changed since training" in check.message
 
 
 def test_missing_lineage_params_are_named_by_g6(run):
-    check = compliance.completeness(LoadedRecord(run[1], params={"ftgate.config_sha256": "x"}), RUN)
+    check = audit_gates.completeness(LoadedRecord(run[1], params={"ftgate.config_sha256": "x"}), RUN)
     assert not check.passed and "run param ftgate.adapter_sha256" in check.details["missing"]
     assert "lineage params of the run" in check.message
 
@@ -270,7 +272,7 @@ def test_missing_lineage_params_are_named_by_g6(run):
 # -- adapter format -------------------------------------------------------------------------------------
 def test_a_safetensors_adapter_passes_the_format_gate(run):
     paths, rec = run
-    check = compliance.adapter_format(paths["adapter"], False, False, compliance.training_config(rec), paths["base"])
+    check = audit_gates.adapter_format(paths["adapter"], False, False, record.training_config(rec), paths["base"])
     assert check.passed and check.value == "safetensors", check.message
 
 
@@ -278,53 +280,53 @@ def test_a_pickle_adapter_is_refused_unless_allowed(run):
     paths, _ = run
     (paths["adapter"] / "adapter_model.safetensors").unlink()
     (paths["adapter"] / "adapter_model.bin").write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
-    refused = compliance.adapter_format(paths["adapter"], allow_pickle=False, allow_remote_code=False)
+    refused = audit_gates.adapter_format(paths["adapter"], allow_pickle=False, allow_remote_code=False)
     assert not refused.passed and "adapter_model.bin: pickle weights" in refused.message
     assert "--ftgate-allow-pickle" in refused.message
-    assert compliance.adapter_format(paths["adapter"], allow_pickle=True, allow_remote_code=False).passed
+    assert audit_gates.adapter_format(paths["adapter"], allow_pickle=True, allow_remote_code=False).passed
 
 
 def test_a_pickle_renamed_to_safetensors_is_caught(run):
     paths, _ = run
     (paths["adapter"] / "adapter_model.safetensors").write_bytes(pickle.dumps({"w": 1}))
-    check = compliance.adapter_format(paths["adapter"], False, False)
+    check = audit_gates.adapter_format(paths["adapter"], False, False)
     assert not check.passed and "adapter_model.safetensors: not a valid safetensors file" in check.message
 
 
 def test_trust_remote_code_and_a_base_model_with_auto_map_are_refused_unless_configured(run):
     paths, rec = run
-    cfg = compliance.training_config(rec)
+    cfg = record.training_config(rec)
     assert cfg["trust_remote_code"] is False and cfg["seed"] == 42
-    check = compliance.adapter_format(paths["adapter"], False, False, {**cfg, "trust_remote_code": True})
+    check = audit_gates.adapter_format(paths["adapter"], False, False, {**cfg, "trust_remote_code": True})
     assert not check.passed and "trust_remote_code: true" in check.message
     (paths["base"] / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "modeling_x.XModel"}}))
-    check = compliance.adapter_format(paths["adapter"], False, False, cfg, paths["base"])
+    check = audit_gates.adapter_format(paths["adapter"], False, False, cfg, paths["base"])
     assert not check.passed and "auto_map (AutoModel)" in check.message
-    assert compliance.adapter_format(paths["adapter"], False, True, {**cfg, "trust_remote_code": True},
+    assert audit_gates.adapter_format(paths["adapter"], False, True, {**cfg, "trust_remote_code": True},
                                      paths["base"]).passed
 
 
 def test_an_adapter_without_its_config_fails_the_format_gate(run):
     paths, _ = run
     (paths["adapter"] / "adapter_config.json").write_text("{not json")
-    assert "adapter_config.json is not valid JSON" in compliance.adapter_format(paths["adapter"], False, False).message
+    assert "adapter_config.json is not valid JSON" in audit_gates.adapter_format(paths["adapter"], False, False).message
 
 
 # -- reproducibility ------------------------------------------------------------------------------------
 def test_an_identical_loss_history_is_reported_as_bitwise_identical():
     h = [(10, 2.5), (20, 1.25), (30, 0.75)]
-    check = compliance.compare_losses(h, list(h), 20, 1e-3)
+    check = audit_gates.compare_losses(h, list(h), 20, 1e-3)
     assert check.passed and "2 logged step(s) up to step 20 reproduced: bitwise identical" in check.message
 
 
 def test_a_loss_history_within_tolerance_passes_and_outside_fails_naming_the_step():
     rec = [(10, 2.0), (20, 1.0)]
-    assert compliance.compare_losses(rec, [(10, 2.0001), (20, 1.0)], 20, 1e-3).passed
-    check = compliance.compare_losses(rec, [(10, 2.0), (20, 1.1)], 20, 1e-3)
+    assert audit_gates.compare_losses(rec, [(10, 2.0001), (20, 1.0)], 20, 1e-3).passed
+    check = audit_gates.compare_losses(rec, [(10, 2.0), (20, 1.1)], 20, 1e-3)
     assert not check.passed and "at step 20 1.1 vs 1 recorded" in check.message
-    assert not compliance.compare_losses(rec, [(10, float("nan"))], 20, 1e-3).passed
+    assert not audit_gates.compare_losses(rec, [(10, float("nan"))], 20, 1e-3).passed
 
 
 def test_too_few_steps_to_compare_fail_with_the_fix():
-    check = compliance.compare_losses([(10, 2.0)], [(5, 2.0)], 8, 1e-3)
+    check = audit_gates.compare_losses([(10, 2.0)], [(5, 2.0)], 8, 1e-3)
     assert not check.passed and "raise audit.reproducibility_steps" in check.message

@@ -8,6 +8,7 @@ import pytest
 
 from pytest_ftgate import data, jsonstream
 from pytest_ftgate.errors import DataError
+from pytest_ftgate.gates import data as data_gates
 
 
 def alpaca(i, **over):
@@ -40,7 +41,7 @@ def files(tmp_path, train, test=(), spec=None, test_spec=None, jsonl=False):
 def test_valid_alpaca_and_sharegpt_rows_pass_the_schema_gate(tmp_path):
     sg = data.DatasetSpec("chat", "sharegpt")
     fs = files(tmp_path, [alpaca(i) for i in range(5)], [sharegpt(i) for i in range(3)], test_spec=sg)
-    check = data.schema_check(data.scan(fs))
+    check = data_gates.schema_check(data.scan(fs))
     assert check.passed, check.message
     assert "all 8 rows valid" in check.message and "(sharegpt, 3 rows)" in check.message
 
@@ -48,7 +49,7 @@ def test_valid_alpaca_and_sharegpt_rows_pass_the_schema_gate(tmp_path):
 def test_each_bad_alpaca_row_is_named_with_its_file_and_row(tmp_path):
     rows = [alpaca(0), {"instruction": "no answer"}, alpaca(2, output=""), ["not", "an", "object"],
             alpaca(4, instruction="", input=""), alpaca(5, input=7), alpaca(6)]
-    check = data.schema_check(data.scan(files(tmp_path, rows)))
+    check = data_gates.schema_check(data.scan(files(tmp_path, rows)))
     assert not check.passed and check.value == 5
     msg = check.message
     assert "train.json row 2: 'output' is missing" in msg
@@ -61,7 +62,7 @@ def test_each_bad_alpaca_row_is_named_with_its_file_and_row(tmp_path):
 
 def test_an_instruction_with_an_empty_input_or_an_input_alone_is_a_valid_prompt(tmp_path):
     rows = [alpaca(0, input=""), alpaca(1, instruction="", input="context only"), alpaca(2, input=None)]
-    assert data.schema_check(data.scan(files(tmp_path, rows))).passed
+    assert data_gates.schema_check(data.scan(files(tmp_path, rows))).passed
 
 
 def test_sharegpt_turns_must_alternate_and_come_in_pairs(tmp_path):
@@ -74,7 +75,7 @@ def test_sharegpt_turns_must_alternate_and_come_in_pairs(tmp_path):
             {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": " "}]},
             {"conversations": [{"from": "human"}, {"from": "gpt", "value": "a"}]},
             system_first]
-    check = data.schema_check(data.scan(files(tmp_path, rows, spec=spec)))
+    check = data_gates.schema_check(data.scan(files(tmp_path, rows, spec=spec)))
     assert not check.passed and check.value == 5
     assert "row 2: message 1 has role 'gpt' where 'human' or 'observation' is expected" in check.message
     assert "row 3: has 1 turns" in check.message
@@ -100,7 +101,7 @@ def test_columns_and_tags_come_from_dataset_info(tmp_path):
     lineage = [{"name": "qa", "split": "train", "path": str(tmp_path / "qa.json"), "format": "alpaca"},
                {"name": "chat", "split": "validation", "path": str(tmp_path / "chat.json"), "format": "sharegpt"}]
     fs = data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))
-    check = data.schema_check(data.scan(fs))
+    check = data_gates.schema_check(data.scan(fs))
     assert check.value == 2, check.message
     assert "qa.json row 2: 'answer' is missing" in check.message
     assert "chat.json row 2: 'sys' is a number, not a string" in check.message
@@ -113,7 +114,7 @@ def test_a_bad_registration_in_dataset_info_fails_the_schema_gate(tmp_path):
     for name in ("a", "b", "c"):
         write(tmp_path / f"{name}.json", [alpaca(0)])
     lineage = [{"name": n, "split": "train", "path": str(tmp_path / f"{n}.json")} for n in ("a", "b", "c")]
-    check = data.schema_check(data.scan(data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))))
+    check = data_gates.schema_check(data.scan(data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))))
     assert not check.passed
     assert "a.formatting is 'openai'" in check.message
     assert "b.columns has unknown keys ['quest']" in check.message
@@ -123,11 +124,11 @@ def test_a_bad_registration_in_dataset_info_fails_the_schema_gate(tmp_path):
 def test_a_missing_dataset_info_and_a_missing_data_file_are_named(tmp_path):
     lineage = [{"name": "gone", "split": "train", "path": str(tmp_path / "gone.json")}]
     scan = data.scan(data.from_lineage(lineage, str(tmp_path / "dataset_info.json")))
-    check = data.schema_check(scan)
+    check = data_gates.schema_check(scan)
     assert not check.passed
     assert "dataset_info.json not found" in check.message
     assert f"{tmp_path / 'gone.json'} does not exist" in check.message
-    assert not data.duplicates_check(scan, 0.05).passed
+    assert not data_gates.duplicates_check(scan, 0.05).passed
 
 
 def test_a_run_test_set_option_replaces_the_recorded_test_split(tmp_path):
@@ -171,7 +172,7 @@ def test_a_broken_json_lines_row_is_reported_and_the_next_rows_are_still_read(tm
     path.write_text(json.dumps(alpaca(0)) + "\n\n{broken\n" + json.dumps(alpaca(3)) + "\n")
     assert [(r, p != "") for r, _, p in jsonstream.iter_rows(path)] == [(1, False), (3, True), (4, False)]
     fs = [data.DataFile("t", "train", str(path), data.DatasetSpec("t"))]
-    check = data.schema_check(data.scan(fs))
+    check = data_gates.schema_check(data.scan(fs))
     assert check.value == 1 and "rows.jsonl row 3: is not valid JSON" in check.message
 
 
@@ -208,28 +209,28 @@ def test_test_prompts_in_the_training_data_are_found_exactly_and_after_normalisa
     test = [alpaca(7), alpaca(8, instruction="  REVERSE the order of the words!!\nWORD8   stone, river."),
             alpaca(100), alpaca(101)]
     scan = data.scan(files(tmp_path, train, test))
-    check = data.leakage_check(scan, 0.0)
+    check = data_gates.leakage_check(scan, 0.0)
     assert not check.passed and check.value == 0.5
     assert "2 of 4 test prompts (50.0%) appear in the training data (1 exactly, 1 after normalising" in check.message
     assert "test.json row 1 = train.json row 8" in check.message
     assert "test.json row 2 = train.json row 9" in check.message
-    assert data.leakage_check(scan, 0.5).passed
+    assert data_gates.leakage_check(scan, 0.5).passed
 
 
 def test_clean_splits_pass_the_leakage_gate_and_a_missing_test_split_fails_it(tmp_path):
     scan = data.scan(files(tmp_path, [alpaca(i) for i in range(20)], [alpaca(i) for i in range(20, 30)]))
-    assert data.leakage_check(scan, 0.0).passed
-    no_test = data.leakage_check(data.scan(files(tmp_path, [alpaca(0)])), 0.0)
+    assert data_gates.leakage_check(scan, 0.0).passed
+    no_test = data_gates.leakage_check(data.scan(files(tmp_path, [alpaca(0)])), 0.0)
     assert not no_test.passed and "no test split" in no_test.message
 
 
 def test_the_share_of_duplicated_training_rows_is_measured_and_named(tmp_path):
     train = [alpaca(i) for i in range(90)] + [alpaca(i) for i in range(5)] + [alpaca(1, output="RIVER stone, word1!")]
-    check = data.duplicates_check(data.scan(files(tmp_path, train)), 0.05)
+    check = data_gates.duplicates_check(data.scan(files(tmp_path, train)), 0.05)
     assert not check.passed and check.value == pytest.approx(6 / 96)
     assert "6 of 96 training rows (6.2%) repeat an earlier row" in check.message
     assert "train.json row 91 = row 1" in check.message
-    assert data.duplicates_check(data.scan(files(tmp_path, train)), 0.1).passed
+    assert data_gates.duplicates_check(data.scan(files(tmp_path, train)), 0.1).passed
 
 
 def test_rows_with_the_same_prompt_but_different_answers_are_not_duplicates(tmp_path):
@@ -245,7 +246,7 @@ def test_json_lines_and_a_folder_of_files_are_scanned_alike(tmp_path):
     scan = data.scan([data.DataFile("parts", "train", str(folder), data.DatasetSpec("parts"))])
     assert [(f.path.endswith(("a.jsonl", "b.json")), f.rows) for f in scan.files] == [(True, 3), (True, 4)]
     assert scan.duplicate_examples == [((str(folder / "b.json"), 4), (str(folder / "a.jsonl"), 1))]
-    assert "b.json row 4 = row 1 of a.jsonl" in data.duplicates_check(scan, 0.0).message
+    assert "b.json row 4 = row 1 of a.jsonl" in data_gates.duplicates_check(scan, 0.0).message
 
 
 # -- what was trained: max_samples ------------------------------------------------------------------------
@@ -270,19 +271,19 @@ def test_leakage_counts_only_the_rows_llamafactory_trained_under_max_samples(tmp
     train = [alpaca(i) for i in range(100)]
     test = [alpaca(i) for i in range(90, 100)]  # all ten lie after the first 50 rows: never trained
     limited = data.scan(lineage_files(tmp_path, train, test, max_samples=50))
-    check = data.leakage_check(limited, 0.0)
+    check = data_gates.leakage_check(limited, 0.0)
     assert check.passed, check.message
     assert limited.train_rows == 50
-    assert "max_samples 50" in data.schema_check(limited).message
+    assert "max_samples 50" in data_gates.schema_check(limited).message
     whole = data.scan(lineage_files(tmp_path / "b", train, test))
-    assert not data.leakage_check(whole, 0.0).passed  # without max_samples all ten leak
+    assert not data_gates.leakage_check(whole, 0.0).passed  # without max_samples all ten leak
 
 
 def test_pii_is_reported_only_in_the_rows_that_were_trained(tmp_path):
     train = [alpaca(i) for i in range(100)]
     train[10] = alpaca(10, input="write to jan.kowalski@example.com")
     train[80] = alpaca(80, input="call +48 601 234 567")
-    check = data.pii_check(data.scan(lineage_files(tmp_path, train, [alpaca(500)], max_samples=50)))
+    check = data_gates.pii_check(data.scan(lineage_files(tmp_path, train, [alpaca(500)], max_samples=50)))
     assert not check.passed
     assert "email ×1 (row 11)" in check.message and "phone" not in check.message
     assert "possible PII in 1 of 51 rows" in check.message

@@ -7,6 +7,7 @@ import pytest
 
 from pytest_ftgate import data, pii
 from pytest_ftgate.errors import ConfigError
+from pytest_ftgate.gates import data as data_gates
 
 PLANTED = {  # kind -> a value that passes the kind's checks (test numbers, not real people)
     "email": "jan.kowalski@example.com",
@@ -62,7 +63,7 @@ def test_the_pii_gate_names_kinds_counts_and_rows_but_never_the_values(tmp_path)
     rows[8]["output"] = "write to " + PLANTED["email"]
     path = tmp_path / "train.json"
     path.write_text(json.dumps(rows))
-    check = data.pii_check(data.scan([data.DataFile("t", "train", str(path), data.DatasetSpec("t"))]))
+    check = data_gates.pii_check(data.scan([data.DataFile("t", "train", str(path), data.DatasetSpec("t"))]))
     assert not check.passed
     assert check.value == {"email": 2, "phone": 1, "iban": 1, "card": 1, "pesel": 1, "dni": 1, "ssn": 1}
     assert "possible PII in 8 of 30 rows" in check.message
@@ -78,7 +79,7 @@ def test_clean_data_passes_the_pii_gate_and_kinds_can_be_switched_off(tmp_path):
     spec = data.DatasetSpec("t")
     on = data.scan([data.DataFile("t", "train", str(path), spec)])
     off = data.scan([data.DataFile("t", "train", str(path), spec)], pii_kinds=("email",))
-    assert not data.pii_check(on).passed
-    assert data.pii_check(off).passed and "no PII found in 1 rows" in data.pii_check(off).message
+    assert not data_gates.pii_check(on).passed
+    assert data_gates.pii_check(off).passed and "no PII found in 1 rows" in data_gates.pii_check(off).message
     with pytest.raises(ConfigError, match=r"data.pii_kinds: unknown kind\(s\) \['passport'\]"):
         data.scan([data.DataFile("t", "train", str(path), spec)], pii_kinds=("email", "passport"))

@@ -3,7 +3,8 @@ alias after review and records who and when."""
 
 import pytest
 
-from pytest_ftgate import cli, registry
+from pytest_ftgate import cli
+from pytest_ftgate import promotion
 
 from . import histories as H
 from .mlflow_runs import make_run
@@ -17,7 +18,7 @@ def store(tmp_path_factory):
     ad = root / "adapter"
     ad.mkdir()
     (ad / "adapter_model.safetensors").write_bytes(b"weights")
-    client = registry.client_for(uri)
+    client = promotion.client_for(uri)
     ids = {}
     for name in ("good", "warned", "blocked", "second"):
         ids[name] = make_run(uri, name, H.clean())
@@ -34,8 +35,8 @@ def verdict(run_id, status, incomplete=False, integrity="passed"):
 
 def promote(client, name, run_id, status, incomplete=False, adapter=True, integrity="passed"):
     v = verdict(run_id, status, incomplete, integrity)
-    tags = registry.candidate_tags(v, "sha256:" + "d" * 64, "e" * 64, "f" * 64)
-    return registry.promote_candidate(client, name, v, tags, adapter)
+    tags = promotion.candidate_tags(v, "sha256:" + "d" * 64, "e" * 64, "f" * 64)
+    return promotion.promote_candidate(client, name, v, tags, adapter)
 
 
 def test_a_passing_run_becomes_the_candidate_with_compliance_tags(store):
@@ -56,8 +57,8 @@ def test_a_passing_run_becomes_the_candidate_with_compliance_tags(store):
 def test_a_warned_run_is_promoted_and_a_blocked_one_never(store):
     uri, client, ids = store
     assert promote(client, "m-block", ids["blocked"], "block")["skipped"].startswith("verdict block")
-    assert registry.versions_of_run(client, "m-block", ids["blocked"]) == []
-    assert registry.aliases(client, "m-block") == {}
+    assert promotion.versions_of_run(client, "m-block", ids["blocked"]) == []
+    assert promotion.aliases(client, "m-block") == {}
     assert promote(client, "m-block", ids["warned"], "warn")["alias"] == "candidate"
     assert promote(client, "m-block", ids["good"], "pass", incomplete=True)["skipped"].startswith(
         "the session's verdict is partial")
@@ -71,8 +72,8 @@ def test_a_candidate_that_blocks_when_gated_again_loses_the_alias(store):
     uri, client, ids = store
     version = promote(client, "m-again", ids["good"], "pass")["version"]
     assert promote(client, "m-again", ids["good"], "block")["skipped"].startswith("verdict block")
-    registry.withdraw(client, "m-again", ids["good"], "block")  # what the session does after a complete block
-    assert "candidate" not in registry.aliases(client, "m-again")
+    promotion.withdraw(client, "m-again", ids["good"], "block")  # what the session does after a complete block
+    assert "candidate" not in promotion.aliases(client, "m-again")
     assert client.get_model_version("m-again", version).tags["compliance.gate_status"] == "block"
 
 
@@ -82,7 +83,7 @@ def test_promote_moves_the_alias_to_production_and_records_who_and_when(store, c
     args = ["promote", "m-prod", "--to", "production", "--approved-by", "alice", "--tracking-uri", uri]
     assert cli.main(args) == 0
     assert "candidate -> production (approved by alice" in capsys.readouterr().out
-    assert registry.aliases(client, "m-prod") == {"production": version}
+    assert promotion.aliases(client, "m-prod") == {"production": version}
     tags = client.get_model_version("m-prod", version).tags
     assert tags["compliance.approved_by"] == "alice" and tags["compliance.model_stage"] == "production"
     assert tags["compliance.approval_date"].startswith("20") and tags["compliance.production_by"] == "alice"
@@ -92,12 +93,12 @@ def test_promote_moves_the_alias_to_production_and_records_who_and_when(store, c
 def test_a_new_production_version_archives_the_old_one(store):
     uri, client, ids = store
     first = promote(client, "m-roll", ids["good"], "pass")["version"]
-    registry.move(client, "m-roll", "production", "alice")
+    promotion.move(client, "m-roll", "production", "alice")
     second = promote(client, "m-roll", ids["second"], "warn")["version"]
-    registry.move(client, "m-roll", "staging", "bob")
-    done = registry.move(client, "m-roll", "production", "carol")
+    promotion.move(client, "m-roll", "staging", "bob")
+    done = promotion.move(client, "m-roll", "production", "carol")
     assert (done["version"], done["from"]) == (second, "staging")
-    assert registry.aliases(client, "m-roll") == {"production": second, "archived": first}
+    assert promotion.aliases(client, "m-roll") == {"production": second, "archived": first}
     assert client.get_model_version("m-roll", first).tags["compliance.archived_reason"] == \
         f"superseded by version {second}"
 
@@ -113,4 +114,4 @@ def test_promote_refuses_a_blocked_version_and_archiving_without_a_reason(store,
     assert cli.main(base + ["--to", "archived", "--version", "1"]) == 1
     assert "documented reason" in capsys.readouterr().err
     assert cli.main(base + ["--to", "staging", "--run-id", ids["good"]]) == 0
-    assert registry.aliases(client, "m-refuse") == {"staging": "1"}
+    assert promotion.aliases(client, "m-refuse") == {"staging": "1"}

@@ -11,7 +11,7 @@ import pytest
 
 from pytest_ftgate import report
 from pytest_ftgate.redact import REDACTED, Redactor, is_secret_key
-from pytest_ftgate.runs import RunRecord
+from pytest_ftgate.store import RunRecord
 
 from . import histories as H
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ftgate import attest, registry
+from pytest_ftgate import attest, promotion
 
 from . import audit_records as A
 
@@ -138,7 +138,7 @@ def test_every_verdict_records_the_sha256_of_the_final_report(gated, store):
     digest = hashlib.sha256((out / "report.html").read_bytes()).hexdigest()
     doc = json.loads((out / "report.json").read_text())
     assert doc["session"]["report_sha256"] == digest and len(doc["runs"]) == 3
-    client = registry.client_for(store[0])
+    client = promotion.client_for(store[0])
     for run_id, _ in runs.values():
         assert json.loads((out / "verdicts" / f"{run_id}.json").read_text())["report_sha256"] == digest
         tags = client.get_run(run_id).data.tags
@@ -165,11 +165,11 @@ def test_report_json_and_summary_md_describe_the_session(gated):
 
 def test_promotion_makes_passing_runs_candidates_and_never_the_blocked_one(gated, store):
     proc, out, runs, _ = gated
-    client = registry.client_for(store[0])
-    assert registry.versions_of_run(client, "demo-adapter", runs["blocked"][0]) == []
-    (warned,) = registry.versions_of_run(client, "demo-adapter", runs["warned"][0])
-    (passed,) = registry.versions_of_run(client, "demo-adapter", runs["passed"][0])
-    assert registry.aliases(client, "demo-adapter") == {"candidate": str(passed.version)}  # the last one gated
+    client = promotion.client_for(store[0])
+    assert promotion.versions_of_run(client, "demo-adapter", runs["blocked"][0]) == []
+    (warned,) = promotion.versions_of_run(client, "demo-adapter", runs["warned"][0])
+    (passed,) = promotion.versions_of_run(client, "demo-adapter", runs["passed"][0])
+    assert promotion.aliases(client, "demo-adapter") == {"candidate": str(passed.version)}  # the last one gated
     digest = hashlib.sha256((out / "report.html").read_bytes()).hexdigest()
     tags = client.get_model_version("demo-adapter", passed.version).tags
     assert tags["compliance.report_sha256"] == digest and tags["compliance.gate_status"] == "pass"

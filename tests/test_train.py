@@ -15,7 +15,7 @@ import yaml
 
 from pytest_ftgate import train
 from pytest_ftgate.errors import ConfigError, DataError
-from pytest_ftgate.runs import RunStore
+from pytest_ftgate.store import RunStore
 
 from .conftest import REPO, copy_demo_tree
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ftgate.runs import RunStore
+from pytest_ftgate.store import RunStore
 
 from .conftest import REPO, copy_demo_tree
 

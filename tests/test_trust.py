@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ftgate import attest, registry
+from pytest_ftgate import attest
+from pytest_ftgate import promotion
 
 from . import histories as H
 from .mlflow_runs import make_run
@@ -46,7 +47,7 @@ def runs(tmp_path_factory):
 
 
 def client(uri):
-    return registry.client_for(uri)
+    return promotion.client_for(uri)
 
 
 def tags(uri, run_id):
@@ -109,7 +110,7 @@ def test_one_suite_file_with_promotion_is_partial_refused_and_exits_non_zero(run
                           timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "promotion REFUSED" in proc.stdout and "suite files of suites/ were not collected" in proc.stdout
-    assert registry.versions_of_run(client(uri), "only-training", made["good"][0]) == []
+    assert promotion.versions_of_run(client(uri), "only-training", made["good"][0]) == []
 
 
 def test_a_swapped_adapter_on_the_run_is_scored_as_it_is_blocked_and_never_promoted_or_verified(runs, tmp_path):
@@ -121,7 +122,7 @@ def test_a_swapped_adapter_on_the_run_is_scored_as_it_is_blocked_and_never_promo
     assert proc.returncode == 1, proc.stdout[-2000:]
     v = verdict_file(tmp_path, run_id)
     assert v["verdict"] == "block" and {g["id"]: g["outcome"] for g in v["gates"]}["integrity"] == "failed"
-    assert registry.versions_of_run(client(uri), "evil", run_id) == []
+    assert promotion.versions_of_run(client(uri), "evil", run_id) == []
     att = tmp_path / "out" / "verdicts" / f"{run_id}.intoto.json"
     statement = attest.read(att)[0]
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
@@ -248,9 +249,9 @@ def test_a_promoted_versions_evidence_outlives_later_sessions(runs, tmp_path):
     run_id, _ = audited_run(uri, root, "promoted")
     first = run_session(tmp_path / "one", uri, [run_id], "--ftgate-promote", "kept", suites=ALL)
     assert first.returncode == 0, first.stdout[-3000:]
-    (version,) = registry.versions_of_run(client(uri), "kept", run_id)
+    (version,) = promotion.versions_of_run(client(uri), "kept", run_id)
     evidence = client(uri).get_model_version("kept", version.version).tags["compliance.evidence"]
-    registry.move(client(uri), "kept", "production", "reviewer", version=version.version)
+    promotion.move(client(uri), "kept", "production", "reviewer", version=version.version)
     again = run_session(tmp_path / "two", uri, [run_id], "--ftgate-promote", "kept", suites=ALL)
     assert again.returncode == 0, again.stdout[-3000:]
     assert client(uri).get_model_version("kept", version.version).tags["compliance.evidence"] == evidence

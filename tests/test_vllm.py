@@ -195,13 +195,13 @@ def test_an_adapter_above_the_servers_max_lora_rank_relaunches_it_with_every_ada
 
 
 def test_lm_evals_own_vllm_backend_runs_in_the_vllm_environment_with_the_adapter(demo_run, tmp_path):
-    from pytest_ftgate import bench
+    from pytest_ftgate import lmeval
     from pytest_ftgate.config import BenchTask
 
     require_vllm()
-    settings = bench.Settings(backend="vllm", device="cpu", dtype="float32", batch_size=16,
+    settings = lmeval.Settings(backend="vllm", device="cpu", dtype="float32", batch_size=16,
                               engine=Engine(kind="vllm"))
-    runner = bench.BenchRunner(settings, bench.TaskCatalog([demo_run.root / "fixtures" / "lm_eval_tasks"]), None,
+    runner = lmeval.BenchRunner(settings, lmeval.TaskCatalog([demo_run.root / "fixtures" / "lm_eval_tasks"]), None,
                                tmp_path)
     candidate, _ = runner.sides(str(demo_run.base_model_dir), str(demo_run.adapter_dir))
     result = runner.evaluate(BenchTask(name="demo_gen", limit=16), candidate)  # one vLLM start: the adapter only

@@ -8,17 +8,17 @@ import pytest
 
 from pytest_ftgate import report
 from pytest_ftgate.errors import EngineError
-from pytest_ftgate.serve import parity
 from pytest_ftgate.serve.base import check_adapter_base
+from pytest_ftgate.gates import serving
 
 
 def test_identical_answers_pass_serving_parity_at_full_agreement():
-    check = parity.serving_parity(["a b", "c"], ["a b", "c"], [3, 7], engine="vllm", min_agreement=1.0)
+    check = serving.serving_parity(["a b", "c"], ["a b", "c"], [3, 7], engine="vllm", min_agreement=1.0)
     assert check.passed and check.value == 1.0 and "2 of 2 sampled answers from vllm" in check.message
 
 
 def test_one_diverging_answer_blocks_on_cpu_and_names_the_first_diverging_token():
-    check = parity.serving_parity(["verre plante nuit", "c"], ["verre pomme nuit", "c"], [3, 7], engine="vllm",
+    check = serving.serving_parity(["verre plante nuit", "c"], ["verre pomme nuit", "c"], [3, 7], engine="vllm",
                                   min_agreement=1.0)
     assert not check.passed and check.value == 0.5
     assert "test row 3, token 1: vllm 'plante', hf 'pomme'" in check.message
@@ -27,17 +27,17 @@ def test_one_diverging_answer_blocks_on_cpu_and_names_the_first_diverging_token(
 
 def test_on_a_gpu_the_agreement_rate_is_gated_against_its_own_threshold():
     served, ref = ["x"] * 9 + ["y"], ["x"] * 10
-    assert parity.serving_parity(served, ref, list(range(10)), engine="vllm", min_agreement=0.9).passed
-    assert not parity.serving_parity(served, ref, list(range(10)), engine="vllm", min_agreement=0.95).passed
+    assert serving.serving_parity(served, ref, list(range(10)), engine="vllm", min_agreement=0.9).passed
+    assert not serving.serving_parity(served, ref, list(range(10)), engine="vllm", min_agreement=0.95).passed
 
 
 def test_a_shorter_answer_diverges_at_its_end():
-    assert parity.first_divergence("a b", "a b c", str.split) == (2, "<end>", "c")
+    assert serving.first_divergence("a b", "a b c", str.split) == (2, "<end>", "c")
 
 
 @pytest.mark.parametrize("n, k, expected", [(10, 0, list(range(10))), (10, 3, [0, 4, 9]), (3, 16, [0, 1, 2])])
 def test_the_parity_sample_is_spread_over_the_test_set(n, k, expected):
-    assert parity.sample_positions(n, k) == expected
+    assert serving.sample_positions(n, k) == expected
 
 
 def lora_files(path, shapes, base_name="/models/other"):

@@ -23,15 +23,15 @@ CHECK_SAMPLES = 8  # prompts compared between the merged model and base + adapte
 
 def adapter_sha256(path: str | Path) -> str:
     """The sha256 over the adapter's files (names and bytes), as the audit record digests a directory."""
-    from .. import audit
+    from .. import hashing
 
-    return audit.digest_files(audit.tree_files(path, audit.HashMemo()))
+    return hashing.tree_digest(path, hashing.HashMemo())
 
 
 def cache_root() -> Path:
-    from .. import audit
+    from .. import hashing
 
-    return Path(os.environ.get("FTGATE_MERGE_CACHE") or audit.cache_dir() / "merged")
+    return Path(os.environ.get("FTGATE_MERGE_CACHE") or hashing.cache_dir() / "merged")
 
 
 def llamafactory_cli() -> str:

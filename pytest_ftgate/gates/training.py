@@ -1,47 +1,19 @@
-"""Gate evaluation, pure: plain values in, a ``Check`` (passed, value, threshold, message) out.
+"""The training gates G1–G3 and ``resources``, pure: plain values in, a ``Check`` out. No pytest, no MLflow, no I/O.
 
-No pytest, no MLflow, no I/O. The training gates G1–G3 and ``resources`` read metric histories exactly as
+They read metric histories exactly as
 LLaMA-Factory logs them with ``report_to: mlflow``: ``{key: [(step, value), ...]}`` ordered by step.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from .config import Resources, TrainingGates
+from ..config import Resources, TrainingGates
+from . import Check, family
 
 History = Mapping[str, Sequence[tuple[int, float]]]
-
-
-class GateFailure(AssertionError):
-    """Raised by a suite test when its gate does not pass; the plugin turns it into FAILED, WARN or INFO."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """The result of evaluating one gate on one run."""
-
-    passed: bool
-    value: Any = None
-    threshold: Any = None
-    message: str = ""
-    details: dict = field(default_factory=dict)
-    label: str = ""  # what ``value`` is, with its unit: "improvement_pct (%)"; shown beside the value
-
-
-def labelled(label: str):
-    """Decorator for a gate function: its Check says what its value is (``label``) unless it said so itself."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def gate(*args, **kwargs) -> Check:
-            check = fn(*args, **kwargs)
-            return check if check.label else dataclasses.replace(check, label=label)
-        return gate
-    return wrap
+gate = family("training", "Loss and eval_loss", 10, view="training")
 
 
 def _fmt(x: float) -> str:
@@ -53,6 +25,7 @@ def _fmt(x: float) -> str:
 G1_LABEL = "non-finite values in loss, eval_loss, grad_norm"
 
 
+@gate("G1")
 def stability(history: History, cfg: TrainingGates, status: str = "", params: Mapping[str, str] | None = None
               ) -> Check:
     """G1: no NaN or Inf at any step of the stability keys; an empty loss history fails, saying why it is empty
@@ -96,6 +69,7 @@ def _no_loss_reason(history: History, status: str, params: Mapping[str, str]) ->
 G2_LABEL = "improvement_pct (%, initial to final loss)"
 
 
+@gate("G2")
 def convergence(history: History, cfg: TrainingGates) -> Check:
     """G2: final loss below initial; loss falls each epoch; no step-to-step spike; grad_norm bounded."""
     loss = [(s, v) for s, v in history.get("loss", ()) if math.isfinite(v)]
@@ -148,6 +122,7 @@ def _slow_epochs(loss: Sequence[tuple[int, float]], epoch: Sequence[tuple[int, f
 G3_LABEL = "eval_train_ratio (final eval_loss / final loss)"
 
 
+@gate("G3")
 def generalization(history: History, cfg: TrainingGates) -> Check:
     """G3: final eval_loss / final train loss below the ratio; eval_loss not rising N evaluations in a row."""
     evals = [(s, v) for s, v in history.get("eval_loss", ()) if math.isfinite(v)]
@@ -196,6 +171,7 @@ def generalization(history: History, cfg: TrainingGates) -> Check:
 RESOURCES_LABEL = "gpu_memory_pct (%, peak) and hours (h, training time)"
 
 
+@gate("resources")
 def resources(history: History, duration_s: float | None, cfg: Resources) -> Check:
     """Resources (seed 001): peak GPU memory below the share, training time below the limit."""
     threshold = f"GPU memory < {cfg.max_gpu_memory_pct:g}%; training < {cfg.max_training_time_hours:g} h"

@@ -1,0 +1,230 @@
+"""Promotion in the MLflow Model Registry, as aliases (MLflow deprecated stages): a gated run whose verdict is pass
+or warn becomes a version of the registered model with the alias ``candidate`` and compliance tags — only from a
+complete session in which the integrity gate passed (the bytes on the run are the bytes that were trained); a
+blocked or partial one never does. `ftgate promote NAME --to STAGE --approved-by WHO` moves an alias after human review
+and records who and when. The stages of seed 002, None → Candidate → Staging → Production → Archived, are the
+aliases candidate, staging, production and archived; a version holds one of them at a time.
+
+No pytest; mlflow is imported lazily. ``mlflow.register_model`` fails for a plain artifact folder, so versions
+are created with ``MlflowClient.create_model_version(name, source="runs:/<id>/adapter", run_id=<id>)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from . import __version__
+from .verdict import utcnow
+
+STAGES = ("candidate", "staging", "production", "archived")
+EARLIER = {"staging": ("candidate",), "production": ("staging", "candidate"),
+           "archived": ("production", "staging", "candidate")}
+RELEASABLE = ("pass", "warn")
+
+
+class PromotionError(Exception):
+    """A promotion that must not happen (a blocked version, no such version, a missing reason)."""
+
+
+def client_for(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _quote(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def ensure_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="Adapters gated by pytest-ftgate", tags={
+            "ftgate.managed": "true"})
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+
+
+def aliases(client: Any, name: str) -> dict[str, str]:
+    """alias -> version of the registered model ({} when it does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    except MlflowException:
+        return {}
+
+
+def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
+    found = client.search_model_versions(f"name='{_quote(name)}' and run_id='{_quote(run_id)}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+# -- after a gating session ----------------------------------------------------------------------------------------
+def candidate_tags(verdict: dict, dataset_hash: str, report_sha256: str, attestation_sha256: str = "",
+                   evidence_uri: str = "") -> dict:
+    return {
+        "compliance.dataset_hash": dataset_hash or "unknown",
+        "compliance.gate_status": verdict.get("verdict", "block"),
+        "compliance.report_sha256": report_sha256 or "none",
+        "compliance.attestation_sha256": attestation_sha256 or "none",
+        "compliance.evidence": evidence_uri or "none",  # runs:/<id>/ftgate/sessions/<session id>: kept as it was
+        "compliance.session_id": verdict.get("session_id", ""),
+        "compliance.approved_by": "pending",
+        "compliance.run_id": verdict.get("run_id", ""),
+        "ftgate.version": __version__,
+    }
+
+
+def refusal(verdict: dict, has_adapter: bool) -> str | None:
+    """Why this verdict may not become a candidate (None when it may)."""
+    status = verdict.get("verdict", "block")
+    if not verdict.get("complete"):
+        return (f"the session's verdict is partial ({verdict.get('partial_reason') or 'not every gate ran'}): only a "
+                "session that ran every gate can promote")
+    if status not in RELEASABLE:
+        return f"verdict {status}: a blocked run is never promoted"
+    integrity = [g for g in verdict.get("gates", []) if g.get("id") == "integrity"]
+    if not integrity or any(g.get("outcome") != "passed" for g in integrity):
+        why = integrity[0].get("outcome") if integrity else "not among this session's gates"
+        return f"the integrity gate did not pass ({why}): promotion needs the bytes on the run to be the trained ones"
+    if not has_adapter:
+        return "the run has no adapter artifact"
+    return None
+
+
+def promote_candidate(client: Any, name: str, verdict: dict, tags: dict, has_adapter: bool) -> dict:
+    """Register the run as a version of ``name`` with alias ``candidate`` when its verdict allows it.
+
+    Returns {name, version, alias, tags} or {skipped: why}; a refused run does not touch the registry."""
+    run_id = verdict.get("run_id", "")
+    status = verdict.get("verdict", "block")
+    why = refusal(verdict, has_adapter)
+    if why is not None:
+        return {"name": name, "skipped": why}
+    ensure_model(client, name)
+    existing = [v for v in versions_of_run(client, name, run_id) if v.source == f"runs:/{run_id}/adapter"]
+    mv = existing[-1] if existing else client.create_model_version(
+        name, source=f"runs:/{run_id}/adapter", run_id=run_id, description=f"gated by pytest-ftgate: {status}")
+    version = str(mv.version)
+    held = {a for a, v in aliases(client, name).items() if v == version and a in ("staging", "production")}
+    if held:  # already past review: the evidence it was approved with stays; the stage is not moved back
+        return {"name": name, "version": version, "alias": sorted(held)[0], "tags": {}}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    client.set_model_version_tag(name, version, "compliance.model_stage", "candidate")
+    client.set_registered_model_alias(name, "candidate", version)
+    return {"name": name, "version": version, "alias": "candidate", "tags": tags}
+
+
+def withdraw(client: Any, name: str, run_id: str, status: str) -> None:
+    """A run whose complete verdict no longer passes must not stay the candidate."""
+    current = aliases(client, name).get("candidate")
+    if not current or not run_id:
+        return
+    mv = client.get_model_version(name, current)
+    if mv.run_id == run_id:
+        client.delete_registered_model_alias(name, "candidate")
+        client.set_model_version_tag(name, current, "compliance.gate_status", status)
+        client.set_model_version_tag(name, current, "compliance.model_stage", "none")
+
+
+# -- after human review --------------------------------------------------------------------------------------------
+def resolve_version(client: Any, name: str, to: str, version: str | None, run_id: str | None) -> str:
+    if version:
+        client.get_model_version(name, version)  # raises when it does not exist
+        return str(version)
+    if run_id:
+        found = versions_of_run(client, name, run_id)
+        if not found:
+            raise PromotionError(f"run {run_id} has no version in registered model {name!r}")
+        return str(found[-1].version)
+    held = aliases(client, name)
+    for alias in EARLIER[to]:
+        if alias in held:
+            return held[alias]
+    raise PromotionError(f"no version of {name!r} holds an alias that may move to {to!r} "
+                         f"({', '.join(EARLIER[to])}); pass --version N or --run-id ID")
+
+
+def move(client: Any, name: str, to: str, approved_by: str, version: str | None = None, run_id: str | None = None,
+         reason: str = "") -> dict:
+    """Move ``to`` onto a version after review; record who, when (and why, for archived)."""
+    if to not in EARLIER:
+        raise PromotionError(f"--to {to!r}: use one of {', '.join(EARLIER)}")
+    if not approved_by.strip():
+        raise PromotionError("--approved-by is empty: name the person who reviewed the report")
+    if to == "archived" and not reason.strip():
+        raise PromotionError("archiving needs a documented reason: pass --reason TEXT")
+    version = resolve_version(client, name, to, version, run_id)
+    mv = client.get_model_version(name, version)
+    status = (mv.tags or {}).get("compliance.gate_status")
+    if to != "archived" and status not in RELEASABLE:
+        raise PromotionError(f"{name} version {version} has compliance.gate_status={status!r}: only versions that "
+                             "passed (or only warned) the gates can move forward; gate the run again")
+    held = aliases(client, name)
+    now = utcnow()
+    if to == "production" and held.get("production") not in (None, version):
+        old = held["production"]
+        client.set_registered_model_alias(name, "archived", old)
+        _stage_tags(client, name, old, "archived", approved_by, now, f"superseded by version {version}")
+    for alias in STAGES:  # one stage per version
+        if alias != to and held.get(alias) == version:
+            client.delete_registered_model_alias(name, alias)
+    client.set_registered_model_alias(name, to, version)
+    _stage_tags(client, name, version, to, approved_by, now, reason)
+    if mv.run_id:
+        for key, value in {"compliance.model_stage": to, "compliance.approved_by": approved_by,
+                           "compliance.approval_date": now}.items():
+            client.set_tag(mv.run_id, key, value)
+    previous = next((a for a in STAGES if a != to and held.get(a) == version), "none")
+    return {"name": name, "version": version, "from": previous, "to": to, "approved_by": approved_by, "at": now}
+
+
+def _stage_tags(client: Any, name: str, version: str, to: str, who: str, when: str, reason: str) -> None:
+    tags = {"compliance.model_stage": to, f"compliance.{to}_by": who, f"compliance.{to}_at": when}
+    if to != "archived":
+        tags.update({"compliance.approved_by": who, "compliance.approval_date": when})
+    if reason:
+        tags[f"compliance.{to}_reason"] = reason
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ftgate promote", description=(
+        "Move a registry alias after human review of the pytest-ftgate report: candidate -> staging -> production "
+        "-> archived. Records who approved and when as version tags."))
+    parser.add_argument("name", help="registered model name (as given to --ftgate-promote)")
+    parser.add_argument("--to", required=True, choices=list(EARLIER), help="the stage (alias) to move to")
+    parser.add_argument("--approved-by", required=True, metavar="WHO", help="the reviewer")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", metavar="N", help="the model version (default: the holder of the previous "
+                                                      "stage's alias)")
+    which.add_argument("--run-id", metavar="ID", help="the training run whose version moves")
+    parser.add_argument("--reason", default="", help="why (required for --to archived)")
+    parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI (default: "
+                                                              "$MLFLOW_TRACKING_URI, else sqlite:///.ftgate/mlflow.db)")
+    args = parser.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
+    from .store import quiet_mlflow_env, resolve_store
+
+    quiet_mlflow_env()
+    uri = resolve_store(args.tracking_uri or "")[0]
+    try:
+        done = move(client_for(uri), args.name, args.to, args.approved_by, args.version, args.run_id, args.reason)
+    except (PromotionError, MlflowException) as exc:
+        print(f"ftgate promote: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"ftgate promote: {done['name']} version {done['version']}: {done['from']} -> {done['to']} "
+          f"(approved by {done['approved_by']} at {done['at']})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
