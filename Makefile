@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both install what they need into .venv first (idempotent).
-.PHONY: demo test install browser vllm
+.PHONY: demo test test-fast install browser vllm
 
 install:
 	bash scripts/install.sh
@@ -17,6 +17,10 @@ demo: install
 # The plugin's own tests (unit, pytester, end to end on the tiny model). Headless Chromium checks the report.
 test: install browser vllm
 	.venv/bin/python -m pytest tests
+
+# The fast tier: pure unit tests and pytester tests of options and outcomes; no model, no torch, no server.
+test-fast: install
+	.venv/bin/python -m pytest tests -m "not slow"
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \

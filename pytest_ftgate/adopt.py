@@ -183,8 +183,9 @@ def adopt(store: Any, ref: str, config: str | Path, *, output_dir: str | Path | 
         raise ConfigError(f"run {run_id} already has artifacts {', '.join(clash[:3])}: adoption never overwrites")
     args = dict(spec.args, output_dir=str(out))
     job = {"args": args, "inputs": inputs, "params": train.lineage_params(inputs)}
-    record = adopted_record(store, run, inputs, files, args, out, spec.path)
-    wanted = {**train_worker._params(job), "ftgate.adapter_sha256": record["output_artifacts"]["adapter"]["sha256"],
+    rec = adopted_record(store, run, inputs, files, args, out, spec.path)
+    view = record.AuditRecord(rec)
+    wanted = {**train_worker._params(job), "ftgate.adapter_sha256": view.adapter_sha256,
               "ftgate.output_dir": str(out)}
     new = _new_params(params, wanted)
     client = store.client
@@ -193,14 +194,14 @@ def adopt(store: Any, ref: str, config: str | Path, *, output_dir: str | Path | 
     for p in trainer_files:
         client.log_artifact(run_id, str(p), "training")
     client.log_text(run_id, inputs["config"]["content"], f"audit/{spec.path.name}")
-    client.log_dict(run_id, record, "audit/audit_record.json")
+    client.log_dict(run_id, rec, record.ARTIFACT)
     from mlflow.entities import Param
 
     items = [Param(k, train_worker._param(v)) for k, v in sorted(new.items())]
     for i in range(0, len(items), 100):
         client.log_batch(run_id, params=items[i:i + 100])
-    tags = {"ftgate.provenance": PROVENANCE, "ftgate.adopted_by": record["adopted"]["by"],
-            "ftgate.adopted_at": record["adopted"]["at"], "ftgate.config_file": str(spec.path)}
+    tags = {"ftgate.provenance": PROVENANCE, "ftgate.adopted_by": view.adopted["by"],
+            "ftgate.adopted_at": view.adopted["at"], "ftgate.config_file": str(spec.path)}
     if inputs["config"].get("git_commit"):
         tags["ftgate.git_commit"] = inputs["config"]["git_commit"]
     store.set_tags(run_id, {k: v for k, v in tags.items() if k not in run.data.tags})

@@ -99,7 +99,7 @@ def fetch_verified(store: Any, run_id: str, cache_root: str | Path) -> Path:
     """The run's adapter, downloaded, when it matches its audit record and ``ftgate.adapter_sha256``
     (IntegrityError otherwise; RunUnavailable for a run without the digest or the artifact). For tools and tests
     that want a trusted copy; the gates use ``download_adapter`` and let the integrity gate judge."""
-    import json
+    from .record import load_record
 
     params = store.client.get_run(run_id).data.params
     expected = params.get("ftgate.adapter_sha256")
@@ -109,12 +109,12 @@ def fetch_verified(store: Any, run_id: str, cache_root: str | Path) -> Path:
                                      "`ftgate adopt RUN --config CONFIG`")
     copy = download_adapter(store, run_id, cache_root)
     path = copy.require()
-    recorded = None
-    if "audit/audit_record.json" in store.list_artifacts(run_id, "audit"):
-        with tempfile.TemporaryDirectory() as tmp:
-            record = json.loads(store.download(run_id, "audit/audit_record.json", tmp).read_text())
-        recorded = ((record.get("output_artifacts") or {}).get("adapter") or {}).get("files")
-    problems = compare_to_record(copy, recorded, expected)
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = load_record(store, run_id, Path(tmp), dict(params))
+    if loaded.record is None and not loaded.absent:
+        raise IntegrityError(f"run {run_id}: its audit record cannot be read ({loaded.problem}), so its adapter "
+                             "cannot be verified against it")
+    problems = compare_to_record(copy, loaded.view.adapter_files or None, expected)
     if problems:
         raise IntegrityError(f"run {run_id}: the adapter artifact does not match its audit record: "
                              + "; ".join(problems))

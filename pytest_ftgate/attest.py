@@ -17,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from .hashing import bare, sha256_file
+from .hashing import bare, tree_files
+from .record import LINEAGE_PARAMS, AuditRecord
 from typing import Any
 
 from .verdict import json_safe, write_json_atomic
@@ -27,8 +28,6 @@ PREDICATE_TYPE = "https://github.com/pytest-ftgate/pytest-ftgate/attestation/rel
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 KEY_ENV = "FTGATE_SIGNING_KEY"  # path to a PEM ed25519 private key; unset = unsigned attestations
 KEY_PASSWORD_ENV = "FTGATE_SIGNING_KEY_PASSWORD"  # its passphrase, if any
-LINEAGE_PARAMS = ("ftgate.config_sha256", "ftgate.dataset_sha256", "ftgate.base_model_sha256",
-                  "ftgate.adapter_sha256")
 
 
 class AttestationError(Exception):
@@ -37,26 +36,23 @@ class AttestationError(Exception):
 
 # -- subjects ----------------------------------------------------------------------------------------------------
 def file_digests(root: str | Path) -> list[dict]:
-    """Every file under ``root`` as {name (posix, relative), sha256, size}, sorted by name."""
-    root = Path(root)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return [{"name": p.relative_to(root).as_posix(), "sha256": bare(sha256_file(p)), "size": p.stat().st_size}
-            for p in files]
+    """Every file under ``root`` as {name (posix, relative), sha256 ("sha256:<hex>"), size}, sorted by name,
+    hashed now (no memo)."""
+    return tree_files(root)
 
 
 # -- the statement -----------------------------------------------------------------------------------------------
 def lineage(params: dict, audit: dict | None) -> dict:
     """The hashes that tie the adapter to its inputs: the run's ``ftgate.*_sha256`` params and the audit record."""
     out: dict[str, Any] = {k.removeprefix("ftgate."): params[k] for k in LINEAGE_PARAMS if params.get(k)}
-    inputs = (audit or {}).get("input_artifacts") or {}
-    if inputs:
-        base = inputs.get("base_model") or {}
+    view = AuditRecord.of(audit)
+    if view.inputs:
+        base = view.base_model
         out["base_model"] = {k: base.get(k) for k in ("source", "hash") if base.get(k)}
-        out["datasets"] = [{k: d.get(k) for k in ("name", "split", "sha256", "samples")}
-                           for d in inputs.get("datasets") or []]
-        cfg = inputs.get("config") or {}
+        out["datasets"] = [{k: d.get(k) for k in ("name", "split", "sha256", "samples")} for d in view.datasets]
+        cfg = view.config
         out["config"] = {k: cfg.get(k) for k in ("file", "sha256", "git_commit") if cfg.get(k)}
-    recorded = (((audit or {}).get("output_artifacts") or {}).get("adapter") or {}).get("files")
+    recorded = view.adapter_files
     if recorded:
         out["adapter_files_recorded"] = [{"name": f.get("name"), "sha256": f.get("sha256")} for f in recorded]
     return out
@@ -81,7 +77,7 @@ def statement(subjects: list[dict], predicate_: dict) -> dict:
         raise AttestationError("an attestation needs at least one subject (the adapter has no files)")
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": s["name"], "digest": {"sha256": s["sha256"]}} for s in subjects],
+        "subject": [{"name": s["name"], "digest": {"sha256": bare(s["sha256"])}} for s in subjects],  # in-toto: hex
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate_,
     }
@@ -188,7 +184,7 @@ def check_subjects(statement_: dict, adapter_dir: str | Path) -> list[str]:
     problems = []
     if statement_.get("_type") != STATEMENT_TYPE:
         problems.append(f"_type is {statement_.get('_type')!r}, not {STATEMENT_TYPE!r}")
-    actual = {f["name"]: f["sha256"] for f in file_digests(adapter_dir)}
+    actual = {f["name"]: bare(f["sha256"]) for f in file_digests(adapter_dir)}  # subjects hold in-toto's hex
     subjects = statement_.get("subject") or []
     if not subjects:
         problems.append("the statement has no subjects")
@@ -209,7 +205,7 @@ def check_lineage(statement_: dict) -> list[str]:
     if not recorded:
         return ["the attestation records no adapter files from training (lineage.adapter_files_recorded): the "
                 "shipped bytes cannot be tied to the trained ones"]
-    want = {f.get("name"): str(f.get("sha256") or "").removeprefix("sha256:") for f in recorded}
+    want = {f.get("name"): bare(str(f.get("sha256") or "")) for f in recorded}
     have = {s.get("name"): (s.get("digest") or {}).get("sha256") for s in statement_.get("subject") or []}
     problems = [f"{n}: attested sha256 {have.get(n, 'missing')} is not the trained {h}" for n, h in sorted(want.items())
                 if have.get(n) != h]

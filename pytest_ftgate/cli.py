@@ -28,11 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        import difflib
+        from .errors import did_you_mean
 
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; commands: {', '.join(COMMANDS)}"
-        print(f"ftgate: unknown command {name!r}{hint}", file=sys.stderr)
+        print(f"ftgate: unknown command {name!r}{did_you_mean(name, COMMANDS, listed=True)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)

@@ -1,22 +1,34 @@
 """Gate thresholds and suite settings (``ftgate.yaml``), validated at load; no I/O beyond reading the file.
 
 Defaults are the thresholds of the source documents (seed 001 "Alerting i progi", seed 002 "Quality gates").
-An unknown key, or a value of the wrong type, is rejected with the file and the dotted key named.
+Every value is checked when the file is loaded, never first when a gate runs: an unknown key, a value of the wrong
+type, or one outside its choices (``benchmarks.backend``, ``engine.kind`` from the engine registry, ``engine.dtype``,
+``data.pii_kinds``, the metric names of ``quality.baseline_metrics`` and ``quality.thresholds``) is a ConfigError
+naming the file and the dotted key, with the closest valid value when there is one.
+
+Relative paths (``quality.test_set``, ``quality.base_model``, ``quality.cache_dir``, ``benchmarks.include_path``,
+``benchmarks.cache_dir``) have ONE base: the directory of ``ftgate.yaml``. They are resolved at load
+(``fileio.resolve_path``: ``~`` first, then joined to that directory), so every consumer sees absolute paths and
+none joins them again. Command-line options (``--ftgate-test-set``) stay relative to the working directory, as
+options do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
+from .fileio import resolve_path
 
 SEVERITIES = ("block", "warn", "info")
+DTYPES = ("auto", "float32", "float16", "bfloat16")  # engine.dtype
+PATH_KEYS = ("quality.test_set", "quality.base_model", "quality.cache_dir", "benchmarks.include_path",
+             "benchmarks.cache_dir")  # resolved against the directory of ftgate.yaml at load
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ class Quality:
     confidence: float = 0.95
     seed: int = 0
     extra_metrics: tuple[str, ...] = ()  # evaluate modules (local path, or a hub name where reachable)
-    test_set: str = ""  # alpaca JSON/JSONL; default: the run's recorded test file
+    test_set: str = ""  # alpaca JSON/JSONL, relative to this file; default: the run's recorded test file
     bad_rows: str = "error"  # test-set rows without prompt or reference: error (quality gates error) | warn (shown)
     base_model: str = ""  # local base model dir for every run (the recorded one moved); relative to this file
     require_test_set: bool = True  # --ftgate-train / ftgate train refuse a config with no test set (false: warn)
@@ -65,7 +77,7 @@ class Quality:
     inconclusive_severity: str = "warn"  # G4 when its interval cannot tell (too few samples): warn|block|info
     rouge_stemmer: bool = False  # Porter stemming in ROUGE (rouge-score's use_stemmer)
     cache: bool = True  # reuse predictions keyed by engine, base and adapter digests, generation params, prompt
-    cache_dir: str = ""  # default: <rootdir>/.ftgate/cache
+    cache_dir: str = ""  # relative to this file; default: <rootdir>/.ftgate/cache
     report_samples: int = 50  # rows of the per-sample table kept in the verdict (0 = all)
 
 
@@ -73,14 +85,14 @@ class Quality:
 class Engine:
     """How the adapter is served: ``hf`` (embedded), ``vllm`` (a vLLM server launched here) or ``openai``."""
 
-    kind: str = "hf"
+    kind: str = "hf"  # a key of serve.ENGINES
     vllm_executable: str = "vllm"
     tensor_parallel_size: int = 1
     extra_args: tuple[str, ...] = ()
     base_url: str = ""  # openai: the server's root URL, e.g. http://127.0.0.1:8000/v1
     base_model_name: str = ""  # openai: the model name that serves the base weights
     adapter_model_name: str = ""  # openai: the model name that serves the adapter
-    dtype: str = "auto"  # hf: float32 on CPU, bfloat16 on CUDA when "auto"
+    dtype: str = "auto"  # DTYPES; hf: float32 on CPU, bfloat16 on CUDA when "auto"
     batch_size: int = 16
     concurrency: int = 8
     timeout_s: float = 120.0
@@ -172,8 +184,7 @@ class FtgateConfig:
         file = Path(self.source).name if self.source else "ftgate.yaml"
         for gate_id in self.gates:
             if gate_id not in known:
-                close = difflib.get_close_matches(str(gate_id), known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(gate_id, known)
                 raise ConfigError(f"{file}: gates.{gate_id}: unknown gate id{hint} (gates the suites define: "
                                   f"{', '.join(known) or 'none'})")
 
@@ -207,12 +218,22 @@ def load_config(path: str | Path | None) -> FtgateConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
     cfg = _build(FtgateConfig, data, str(p), "")
-    cfg = dataclasses.replace(cfg, source=str(p.resolve()))
-    if cfg.quality.base_model:  # relative to the config file
-        cfg = dataclasses.replace(cfg, quality=dataclasses.replace(
-            cfg.quality, base_model=str((p.parent / Path(cfg.quality.base_model).expanduser()).resolve())))
+    cfg = _resolve_paths(dataclasses.replace(cfg, source=str(p.resolve())), p.resolve().parent)
     _check_values(cfg, str(p))
+    _check_choices(cfg, str(p))
+    _check_metrics(cfg.quality, str(p))
     return cfg
+
+
+def _resolve_paths(cfg: FtgateConfig, base: Path) -> FtgateConfig:
+    """Every relative path of ``PATH_KEYS`` joined to ``base`` (the directory of ftgate.yaml); "" stays ""."""
+    def at(value: str) -> str:
+        return str(resolve_path(value, base)) if value else value
+
+    q, b = cfg.quality, cfg.benchmarks
+    quality = dataclasses.replace(q, test_set=at(q.test_set), base_model=at(q.base_model), cache_dir=at(q.cache_dir))
+    benchmarks = dataclasses.replace(b, include_path=tuple(at(x) for x in b.include_path), cache_dir=at(b.cache_dir))
+    return dataclasses.replace(cfg, quality=quality, benchmarks=benchmarks)
 
 
 def _build(cls: type, data: Any, file: str, where: str) -> Any:
@@ -224,9 +245,7 @@ def _build(cls: type, data: Any, file: str, where: str) -> Any:
     for key, value in data.items():
         dotted = f"{where}.{key}" if where else str(key)
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
-            raise ConfigError(f"{file}: unknown key {dotted!r}{hint}")
+            raise ConfigError(f"{file}: unknown key {dotted!r}{did_you_mean(key, names, listed=True)}")
         kwargs[key] = _coerce(hints[key], value, file, dotted)
     return cls(**kwargs)
 
@@ -264,8 +283,6 @@ def _coerce(hint: Any, value: Any, file: str, dotted: str) -> Any:
 def _check_values(cfg: FtgateConfig, file: str) -> None:
     if cfg.quality.task not in TASK_THRESHOLDS:
         raise ConfigError(f"{file}: quality.task {cfg.quality.task!r} is not one of {', '.join(TASK_THRESHOLDS)}")
-    if cfg.engine.kind not in ("hf", "vllm", "openai"):
-        raise ConfigError(f"{file}: engine.kind {cfg.engine.kind!r} is not one of hf, vllm, openai")
     for gate_id, sev in cfg.gates.items():
         if sev not in SEVERITIES:
             raise ConfigError(f"{file}: gates.{gate_id} is {sev!r}; use one of {', '.join(SEVERITIES)}")
@@ -304,3 +321,60 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
                           f"got {cfg.quality.min_baseline_ratio}")
     if not 0 < cfg.quality.confidence < 1:
         raise ConfigError(f"{file}: quality.confidence must lie between 0 and 1, got {cfg.quality.confidence}")
+
+
+def _one_of(file: str, key: str, value: str, choices) -> None:
+    """ConfigError naming ``key`` when ``value`` is not among ``choices``, with the closest choice."""
+    choices = [str(c) for c in choices]
+    if value not in choices:
+        raise ConfigError(f"{file}: {key} {value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}")
+
+
+def _check_choices(cfg: FtgateConfig, file: str) -> None:
+    """The values that name something of the package: backends, engines, dtypes, PII kinds (imported here, not
+    at module import: ``lmeval`` imports this module)."""
+    from . import lmeval, pii
+    from .serve import ENGINES
+
+    _one_of(file, "benchmarks.backend", cfg.benchmarks.backend, lmeval.BACKENDS)
+    if cfg.benchmarks.batch_size < 1:
+        raise ConfigError(f"{file}: benchmarks.batch_size must be at least 1 (never auto on CPU: lm-eval probes for "
+                          f"minutes), got {cfg.benchmarks.batch_size}")
+    _one_of(file, "engine.kind", cfg.engine.kind, ENGINES)
+    _one_of(file, "engine.dtype", cfg.engine.dtype, DTYPES)
+    for i, kind in enumerate(cfg.data.pii_kinds):
+        _one_of(file, f"data.pii_kinds[{i}]", kind, pii.KINDS)
+
+
+def metric_names(q: Quality) -> tuple[str, ...]:
+    """The metrics the scorer produces for ``q``: the built-in ones and each ``quality.extra_metrics`` module,
+    whose numbers are keyed ``<module>/<key>`` (``metrics.evaluate_module``)."""
+    from .metrics import BUILTIN
+
+    return (*BUILTIN, *(_extra_label(m) for m in q.extra_metrics))
+
+
+def _extra_label(name: str) -> str:
+    return name.rstrip("/").split("/")[-1].removesuffix(".py")
+
+
+def _check_metrics(q: Quality, file: str) -> None:
+    """``quality.baseline_metrics`` and the keys of ``quality.thresholds`` name metrics the scorer produces: a typo
+    there is a usage error now, not a failed G4 (a release blocked by a KeyError) later."""
+    from .metrics import BUILTIN
+
+    extra = {_extra_label(m) for m in q.extra_metrics}
+    known = metric_names(q)
+    named = [(f"quality.baseline_metrics[{i}]", m) for i, m in enumerate(q.baseline_metrics)]
+    named += [(f"quality.thresholds.{m}", m) for m in q.thresholds]
+    for key, metric in named:
+        metric = str(metric)
+        if metric in BUILTIN or metric in extra or metric.split("/")[0] in extra:
+            continue
+        more = " or an extra_metrics module's '<module>/<key>'" if extra else ""
+        raise ConfigError(f"{file}: {key} {metric!r} is not a metric the scorer produces (one of "
+                          f"{', '.join(known)}{more}){did_you_mean(metric, known)}; fix the name, or add its "
+                          "evaluate module to quality.extra_metrics")
+    for metric, value in q.thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{file}: quality.thresholds.{metric} must be a number, got {value!r}")

@@ -1,5 +1,6 @@
-"""Dataset checks on LLaMA-Factory data files, streamed row by row: the alpaca/sharegpt schema that
-``dataset_info.json`` declares, PII (detectors in ``pii.py``), train/test leakage and duplicated training rows.
+"""Dataset checks on LLaMA-Factory data files, streamed row by row: the schema that ``dataset_info.json``
+declares (the row model is ``rows.py``: alpaca, sharegpt, openai), PII (detectors in ``pii.py``), train/test
+leakage and duplicated training rows. It owns the scan, not the rules of a row (those are ``rows.py``'s).
 
 Pure: no pytest, no MLflow. A file is never loaded whole: JSON Lines are read line by line, a JSON array is parsed
 incrementally (``json.JSONDecoder.raw_decode`` over 1 MiB chunks). Memory grows only with the test prompts and
@@ -11,7 +12,6 @@ LLaMA-Factory selects them (the audit record says how many).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -23,50 +23,23 @@ from typing import Any
 
 from . import pii
 from .errors import ConfigError, DataError
-from .jsonstream import data_files, iter_rows
-
-FORMATS = ("alpaca", "sharegpt")
-COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
-               "audios", "chosen", "rejected", "kto_tag")
-TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
-# LLaMA-Factory's defaults (llamafactory/data/parser.py, DatasetAttr)
-DEFAULT_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "messages": "conversations"}
-DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-                "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One dataset as ``dataset_info.json`` registers it (LLaMA-Factory's DatasetAttr, for local files)."""
-
-    name: str
-    formatting: str = "alpaca"
-    ranking: bool = False
-    columns: dict = field(default_factory=lambda: dict(DEFAULT_COLUMNS))
-    tags: dict = field(default_factory=lambda: dict(DEFAULT_TAGS))
-
-    @classmethod
-    def from_info(cls, name: str, entry: Any, where: str) -> tuple["DatasetSpec", list[str]]:
-        """The spec of ``name`` and the problems of its registration (unknown keys, formats, columns)."""
-        if not isinstance(entry, dict):
-            return cls(name), [f"{where}: entry {name!r} must be an object, got {type(entry).__name__}"]
-        problems = []
-        formatting = entry.get("formatting", "alpaca")
-        if formatting not in FORMATS:
-            problems.append(f"{where}: {name}.formatting is {formatting!r}; ftgate checks {' and '.join(FORMATS)}")
-        columns, tags = dict(DEFAULT_COLUMNS), dict(DEFAULT_TAGS)
-        for key, known, target in (("columns", COLUMN_KEYS, columns), ("tags", TAG_KEYS, tags)):
-            given = entry.get(key, {})
-            if not isinstance(given, dict):
-                problems.append(f"{where}: {name}.{key} must be an object")
-                continue
-            unknown = sorted(set(given) - set(known))
-            if unknown:
-                problems.append(f"{where}: {name}.{key} has unknown keys {unknown} (known: {', '.join(known)})")
-            target.update({k: v for k, v in given.items() if k in known})
-        spec = cls(name, formatting if formatting in FORMATS else "alpaca", bool(entry.get("ranking", False)),
-                   columns, tags)
-        return spec, problems
+from .fileio import resolve_path
+from .jsonstream import data_files
+from .rows import (  # noqa: F401 (re-exported)
+    AUTO,
+    COLUMN_KEYS,
+    DEFAULT_COLUMNS,
+    DEFAULT_TAGS,
+    FORMATS,
+    TAG_KEYS,
+    DatasetSpec,
+    answer_text,
+    load_dataset_info,
+    prompt_text,
+    read_rows,
+    registered_spec,
+    row_problems,
+)
 
 
 @dataclass(frozen=True)
@@ -82,136 +55,30 @@ class DataFile:
     max_rows: int = 0  # LLaMA-Factory's max_samples: only the first rows were trained (0 = every row)
 
 
-def load_dataset_info(path: str | Path) -> dict:
-    """``dataset_info.json`` as a mapping; DataError naming the file when it is missing or not a JSON object."""
-    p = Path(path)
-    try:
-        info = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: dataset_info.json not found; the dataset registrations cannot be read") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: dataset_info.json cannot be read: {exc}") from None
-    if not isinstance(info, dict):
-        raise DataError(f"{p}: dataset_info.json must be an object of dataset names, got {type(info).__name__}")
-    return info
-
-
 def from_lineage(entries: list, dataset_info: str | None, test_set: str = "",
                  base_dir: Path | None = None) -> list[DataFile]:
     """The data files of a run's lineage (the audit record's ``input_artifacts.datasets``), each with its
-    registration in ``dataset_info.json``; ``test_set`` (an alpaca file) replaces the recorded test split."""
-    info, info_problem = {}, ""
+    registration in ``dataset_info.json``; ``test_set`` (an unregistered file: each row's keys say its format)
+    replaces the recorded test split. Relative paths resolve against ``base_dir`` (``~`` first)."""
+    info, info_problem = None, ""
     if dataset_info:
         try:
-            info = load_dataset_info(_at(dataset_info, base_dir))
+            info = load_dataset_info(resolve_path(dataset_info, base_dir))
         except DataError as exc:
             info_problem = str(exc)
     files = []
     for e in entries:
         if not isinstance(e, dict) or (test_set and e.get("split") == "test"):
             continue
-        name, fmt = str(e.get("name", "?")), e.get("format") or "alpaca"
-        if info_problem or not dataset_info:
-            spec, problems = DatasetSpec(name, fmt if fmt in FORMATS else "alpaca"), [info_problem] * bool(info_problem)
-        elif name not in info:
-            spec, problems = DatasetSpec(name, fmt), [f"{dataset_info}: dataset {name!r} is not registered"]
-        else:
-            spec, problems = DatasetSpec.from_info(name, info[name], str(dataset_info))
-        if e.get("format") and e["format"] != spec.formatting:
-            problems.append(f"{name}: recorded as {e['format']} but dataset_info.json declares {spec.formatting}")
-        path = str(_at(e.get("path") or "", base_dir)) if e.get("path") else f"<no path recorded for {name}>"
+        name = str(e.get("name", "?"))
+        spec, problems = registered_spec(name, str(e.get("format") or ""), info, str(dataset_info), info_problem)
+        path = str(resolve_path(e["path"], base_dir)) if e.get("path") else f"<no path recorded for {name}>"
         limit = e.get("max_samples") if e.get("split") != "test" else None
         files.append(DataFile(name, str(e.get("split") or "train"), path, spec, str(e.get("sha256") or ""),
                               tuple(problems), limit if isinstance(limit, int) and limit > 0 else 0))
     if test_set:
-        files.append(DataFile(Path(test_set).stem, "test", test_set, DatasetSpec(Path(test_set).stem)))
+        files.append(DataFile(Path(test_set).stem, "test", test_set, DatasetSpec(Path(test_set).stem, AUTO)))
     return files
-
-
-def _at(path: str | Path, base_dir: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else base_dir / p
-
-
-# -- rows ---------------------------------------------------------------------------------------------
-def row_problems(row: Any, spec: DatasetSpec) -> list[str]:
-    """Why ``row`` is not a valid example of ``spec`` (empty when it is), after LLaMA-Factory's converters."""
-    if not isinstance(row, dict):
-        return [f"is {_an(row)}, not an object"]
-    problems = []
-    system = spec.columns.get("system")
-    if system and row.get(system) is not None and not isinstance(row.get(system), str):
-        problems.append(f"{system!r} is {_an(row[system])}, not a string")
-    if spec.formatting == "sharegpt":
-        return problems + _sharegpt_problems(row, spec)
-    return problems + _alpaca_problems(row, spec)
-
-
-def _alpaca_problems(row: dict, spec: DatasetSpec) -> list[str]:
-    c, problems = spec.columns, []
-    prompt, query, response = row.get(c.get("prompt") or ""), row.get(c.get("query") or ""), row.get(
-        c.get("response") or "")
-    if (type(prompt) is str and prompt.strip() and (query is None or type(query) is str) and type(response) is str
-            and response.strip() and not spec.ranking and not c.get("history")):
-        return problems  # the common case, checked fast
-    for key in ("prompt", "query"):
-        col = c.get(key)
-        if col and row.get(col) is not None and not isinstance(row[col], str):
-            problems.append(f"{col!r} is {_an(row[col])}, not a string")
-    texts = [row.get(c[k]) for k in ("prompt", "query") if c.get(k)]
-    if not any(isinstance(t, str) and t.strip() for t in texts):
-        problems.append(f"has no prompt: {c.get('prompt')!r} is {_state(row, c.get('prompt'))}")
-    answers = [c.get("chosen"), c.get("rejected")] if spec.ranking else [c.get("response")]
-    for col in answers:
-        value = row.get(col) if col else None
-        if not (isinstance(value, str) and value.strip()):
-            problems.append(f"{col!r} is {_state(row, col)}: the row has no answer to train on")
-    history = c.get("history")
-    if history and row.get(history) is not None:
-        turns = row[history]
-        if not isinstance(turns, list) or not all(
-                isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in turns):
-            problems.append(f"{history!r} must be a list of [prompt, response] string pairs")
-    return problems
-
-
-def _sharegpt_problems(row: dict, spec: DatasetSpec) -> list[str]:
-    col, t = spec.columns.get("messages") or "conversations", spec.tags
-    msgs = row.get(col)
-    if not isinstance(msgs, list) or not msgs:
-        return [f"{col!r} is {_state(row, col, 'list')}: a sharegpt row needs a non-empty list of messages"]
-    role, content = t["role_tag"], t["content_tag"]
-    for i, m in enumerate(msgs, 1):
-        if not isinstance(m, dict) or not isinstance(m.get(role), str) or not isinstance(m.get(content), str):
-            return [f"message {i} needs string {role!r} and {content!r} fields"]
-    start = 1 if t.get("system_tag") and msgs[0][role] == t["system_tag"] else 0
-    turns = msgs[start:]
-    accept = ((t["user_tag"], t["observation_tag"]), (t["assistant_tag"], t["function_tag"]))
-    for i, m in enumerate(turns):
-        if m[role] not in accept[i % 2]:
-            return [f"message {i + start + 1} has role {m[role]!r} where {' or '.join(map(repr, accept[i % 2]))} "
-                    f"is expected (turns alternate user/assistant)"]
-    if not turns or (len(turns) % 2 != 0) != spec.ranking:
-        return [f"has {len(turns)} turns: LLaMA-Factory needs user/assistant pairs and skips this row"]
-    if not spec.ranking and not turns[-1][content].strip():
-        return [f"the last {t['assistant_tag']!r} message is empty: the row has no answer to train on"]
-    return []
-
-
-def prompt_text(row: dict, spec: DatasetSpec) -> str:
-    """The prompt of a valid row as LLaMA-Factory builds it: "instruction\\ninput", or the turns before the last."""
-    if spec.formatting == "sharegpt":
-        msgs, t = row[spec.columns.get("messages") or "conversations"], spec.tags
-        start = 1 if t.get("system_tag") and msgs[0][t["role_tag"]] == t["system_tag"] else 0
-        return "\n".join(m[t["content_tag"]] for m in msgs[start:-1])
-    return "\n".join(row[c] for c in (spec.columns.get("prompt"), spec.columns.get("query")) if c and row.get(c))
-
-
-def answer_text(row: dict, spec: DatasetSpec) -> str:
-    if spec.formatting == "sharegpt":
-        return row[spec.columns.get("messages") or "conversations"][-1][spec.tags["content_tag"]]
-    col = spec.columns.get("chosen") if spec.ranking else spec.columns.get("response")
-    return str(row.get(col) or "")
 
 
 _NONWORD = re.compile(r"[\W_]+")
@@ -236,25 +103,6 @@ def _strings(value: Any, out: list[str]) -> list[str]:
         elif isinstance(v, (dict, list)):
             _strings(v, out)
     return out
-
-
-def _kind(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number")
-
-
-def _an(value: Any) -> str:
-    kind = _kind(value)
-    return ("an " if kind[0] in "ao" else "a ") + kind
-
-
-def _state(row: dict, col: str | None, want: str = "string") -> str:
-    if not col or col not in row:
-        return "missing"
-    value = row[col]
-    if value in ([], {}) or (isinstance(value, str) and not value.strip()):
-        return "empty"
-    return f"{_an(value)}, not a {want}"
 
 
 # -- the scan -----------------------------------------------------------------------------------------
@@ -320,19 +168,18 @@ class _Scanner:
                 continue
             fr.bytes = os.path.getsize(path)
             try:
-                for row, value, problem in iter_rows(path):
+                for _, row, value, problems in read_rows(path, df.spec):
                     if left == 0:
                         break
                     left -= 1
-                    self.row(fr, df.spec, row, value, problem)
+                    self.row(fr, df.spec, row, value, problems)
             except DataError as exc:
                 fr.error = str(exc)
             except (OSError, UnicodeDecodeError) as exc:
                 fr.error = f"{path}: cannot be read at row {fr.rows + 1}: {exc}"
 
-    def row(self, fr: FileResult, spec: DatasetSpec, row: int, value: Any, problem: str) -> None:
+    def row(self, fr: FileResult, spec: DatasetSpec, row: int, value: Any, problems: list[str]) -> None:
         fr.rows += 1
-        problems = [problem] if problem else row_problems(value, spec)
         if problems:
             fr.bad_rows += 1
             if len(fr.bad) < self.scan.max_listed:
@@ -351,7 +198,7 @@ class _Scanner:
         if fr.split == "test":
             self.test_row(fr, prompt_text(value, spec), row)
         elif fr.split == "train":
-            self.train_row(fr, value, spec, row)
+            self.train_row(fr, value, spec.for_row(value), row)
 
     def test_row(self, fr: FileResult, prompt: str, row: int) -> None:
         if not prompt.strip():

@@ -65,13 +65,14 @@ class IntegrityError(FtgateError):
     """A file's content does not match the sha256 recorded for it."""
 
 
-def did_you_mean(name: object, known, *, cutoff: float = 0.6, listed: bool = False) -> str:
-    """The hint every "unknown X" message ends with: ``; did you mean 'y'?`` for the closest known name, or, with
-    ``listed``, ``; known: a, b, c`` when nothing is close ("" when there is nothing to say)."""
+def did_you_mean(name: object, known, *, cutoff: float = 0.6, listed: bool = False, n: int = 1) -> str:
+    """The hint every "unknown X" message ends with: ``; did you mean 'y'?`` for the closest known name (``n`` > 1:
+    ``; closest names: y, z``), or, with ``listed``, ``; known: a, b, c`` when nothing is close ("" when there is
+    nothing to say)."""
     import difflib
 
     known = [str(k) for k in known]
-    close = difflib.get_close_matches(str(name), known, n=1, cutoff=cutoff)
+    close = difflib.get_close_matches(str(name), known, n=n, cutoff=cutoff)
     if close:
-        return f"; did you mean {close[0]!r}?"
+        return f"; did you mean {close[0]!r}?" if n == 1 else f"; closest names: {', '.join(close)}"
     return f"; known: {', '.join(known)}" if listed and known else ""

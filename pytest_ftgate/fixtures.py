@@ -88,14 +88,12 @@ def gate(request: pytest.FixtureRequest) -> GateRecorder:
 
 # --- audit and data fixtures (issue 6) ---
 @pytest.fixture(scope="session")
-def audit_record(ft_run: RunRecord, ftgate_session: FtgateSession, tmp_path_factory: pytest.TempPathFactory):
-    """The run's audit record (artifact ``audit/audit_record.json``) as a ``record.LoadedRecord``, read once
-    per run. Never raises: a missing or corrupt record comes back with ``problem`` set, which G6 reports and the
-    gates that need the record error on (naming it), while the other gates go on."""
-    from . import record
-
-    return record.load_record(ftgate_session.store, ft_run.run_id, tmp_path_factory.mktemp("audit"),
-                                  ft_run.params)
+def audit_record(ft_run: RunRecord, ftgate_session: FtgateSession):
+    """The run's audit record (artifact ``record.ARTIFACT``) as a ``record.LoadedRecord`` (``.view`` is the typed
+    ``AuditRecord``), downloaded once per run per session (``FtgateSession.audit_record``). Never raises: a missing
+    or corrupt record comes back with ``problem`` set, which G6 reports and the gates that need the record error on
+    (naming it), while the other gates go on."""
+    return ftgate_session.audit_record(ft_run.run_id, ft_run.params)
 
 
 @pytest.fixture(scope="session")
@@ -117,10 +115,9 @@ def datasets(audit_record, ftgate_session: FtgateSession, ftgate_config: FtgateC
     if audit_record.record is None:
         raise DataError(f"the run's datasets are unknown: {audit_record.problem} (see gate G6); the data checks "
                         "read the lineage recorded there")
-    inputs = audit_record.record.get("input_artifacts") or {}
+    view = audit_record.view
     test_set = ftgate_session.options.test_set or ftgate_config.quality.test_set
-    return data.from_lineage(inputs.get("datasets") or [], (inputs.get("dataset_info") or {}).get("path"),
-                             test_set, Path(ftgate_session.options.root))
+    return data.from_lineage(view.datasets, view.dataset_info_path, test_set, Path(ftgate_session.options.root))
 
 
 @pytest.fixture(scope="session")
@@ -171,7 +168,7 @@ def base_model(ft_run: RunRecord, audit_record, adapter, ftgate_session: FtgateS
     from . import predict
 
     kind = ftgate_session.options.engine or ftgate_config.engine.kind
-    return predict.base_model_path(audit_record.record, ft_run.params, adapter, ftgate_config.quality.base_model,
+    return predict.base_model_path(audit_record.view, ft_run.params, adapter, ftgate_config.quality.base_model,
                                    required=kind != "openai")
 
 
@@ -202,7 +199,7 @@ def scorer(test_set, adapter, base_model: str, prediction_cache, ftgate_config: 
     from . import predict, record
 
     return predict.Scorer.create(test_set, adapter, base_model, ftgate_config.quality, ftgate_config.engine.seed,
-                                 prediction_cache, record.training_config(audit_record.record or {}))
+                                 prediction_cache, record.training_config(audit_record.view))
 
 
 @pytest.fixture(scope="session")
@@ -217,13 +214,13 @@ def predictions(engine, scorer, base_model: str, adapter, ft_run: RunRecord):
 def baseline(engine, engine_pool, scorer, base_model: str, ft_run: RunRecord, ftgate_session: FtgateSession,
              ftgate_config: FtgateConfig, tmp_path_factory: pytest.TempPathFactory):
     """The base model's answers on the same prompts, and the registry's ``production`` version's when there is
-    one (``predict.Baselines``)."""
+    one (``predict.Baselines``); the production run's audit record is the session's one copy of it."""
     from . import predict
 
     q = ftgate_config.quality
     return predict.baselines(scorer, engine, engine_pool, base_model, ftgate_session.store, ft_run.run_id,
                              q.registered_model or ftgate_session.options.promote, q.baseline_alias,
-                             tmp_path_factory.mktemp("production"))
+                             tmp_path_factory.mktemp("production"), ftgate_session.audit_record)
 
 
 # --- benchmark fixtures (issue 5) ---

@@ -2,7 +2,9 @@
 
 JSON Lines are read line by line (a broken line is reported, the next lines are still read); a JSON array is parsed
 incrementally with ``json.JSONDecoder.raw_decode`` over 1 MiB chunks (a syntax error ends it: later rows cannot be
-found). Rows are numbered from 1: the line of a JSON Lines file, the element of a JSON array. No pytest.
+found). A UTF-8 byte-order mark is skipped in both. A file that holds one JSON object (``{...}``, not in a list) is
+refused, whatever its name says: one object is not rows. Rows are numbered from 1: the line of a JSON Lines file,
+the element of a JSON array. No pytest.
 """
 
 from __future__ import annotations
@@ -28,14 +30,42 @@ def data_files(path: str | Path) -> list[Path]:
 
 def iter_rows(path: str | Path) -> Iterator[tuple[int, Any, str]]:
     """Stream ``(row, value, problem)`` from a JSON array or a JSON Lines file. ``problem`` is why a JSON Lines
-    row does not parse ("" when it does); a JSON array that breaks raises DataError (its later rows are lost)."""
+    row does not parse ("" when it does); a JSON array that breaks, or a file of one JSON object, raises DataError."""
     p = Path(path)
     with open(p, "rb") as fb:
-        head = fb.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        head = fb.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
     if head[:1] == b"[":
         yield from _json_array(p)
-    else:
-        yield from _json_lines(p)
+        return
+    if head[:1] == b"{" and _one_object(p):
+        raise DataError(f"{p}: is one JSON object, not rows: put the rows in a JSON list [{{...}}, ...] or write "
+                        "JSON Lines (one object per line)")
+    yield from _json_lines(p)
+
+
+def _one_object(p: Path) -> bool:
+    """Whether a file that starts with ``{`` is one JSON object (on one line or many) and nothing else. A one-line
+    ``.jsonl`` file is one row of JSON Lines; a pretty-printed object is one object whatever the name."""
+    decode = json.JSONDecoder().raw_decode
+    with open(p, encoding="utf-8-sig", errors="replace") as f:
+        buf = ""
+        while len(buf) <= MAX_ROW_CHARS:
+            more = f.read(CHUNK)
+            buf += more
+            try:
+                value, end = decode(buf, len(buf) - len(buf.lstrip()))
+            except json.JSONDecodeError as exc:
+                if not more or not _incomplete(exc, buf):
+                    return False  # broken JSON: JSON Lines reports it row by row
+                continue
+            if buf[end:].strip() or (p.suffix.lower() == ".jsonl" and "\n" not in buf[:end]):
+                return False
+            while more:
+                more = f.read(CHUNK)
+                if more.strip():
+                    return False
+            return isinstance(value, dict)
+    return False
 
 
 def _json_lines(p: Path) -> Iterator[tuple[int, Any, str]]:

@@ -12,7 +12,6 @@ Results are cached on disk keyed by the weights' digests, the task's config and 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -27,10 +26,10 @@ from typing import Any, Callable, Sequence
 
 from .config import BenchTask, Engine, FtgateConfig
 from . import hashing
-from .errors import BenchmarkError, ConfigError
+from .fileio import write_atomic
+from .errors import BenchmarkError, ConfigError, did_you_mean
 
 BACKENDS = ("auto", "hf", "vllm", "local-completions")
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 CACHE_SCHEMA = 1
 _LOCAL_LOADERS = ("json", "csv", "parquet", "text", "arrow")  # dataset_path values that read data_files
 
@@ -90,7 +89,9 @@ def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | 
     backend = b.backend
     session_server = backend == "auto" and (engine_kind or e.kind) == "vllm"
     if backend == "auto":
-        backend = {"openai": "local-completions", "vllm": "local-completions"}.get(engine_kind or e.kind, "hf")
+        from .serve import lmeval_backend
+
+        backend = lmeval_backend(engine_kind or e.kind)
     if backend == "local-completions" and not e.base_url and not session_server:
         raise ConfigError(f"{where}: benchmarks.backend local-completions needs engine.base_url (the server's root "
                           "URL, e.g. http://127.0.0.1:8000/v1) and engine.adapter_model_name / base_model_name")
@@ -109,19 +110,19 @@ def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | 
 
 
 def vllm_lora_rank(adapter_dir: str | Path) -> int:
-    """``max_lora_rank`` for vLLM: the adapter's largest rank rounded up to a value vLLM accepts (lm-eval: 16)."""
-    path = Path(adapter_dir) / "adapter_config.json"
+    """``max_lora_rank`` for lm-eval's vllm backend: the adapter's largest rank rounded up to a value vLLM accepts,
+    by the rules the vllm engine applies (``lora.py``); BenchmarkError for an adapter vLLM cannot serve."""
+    from . import lora
+    from .errors import EngineError
+
     try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BenchmarkError(f"{path}: cannot read the adapter's config ({exc})") from None
-    if cfg.get("modules_to_save"):
-        raise BenchmarkError(
-            f"{path}: the adapter fully trains {cfg['modules_to_save']} (modules_to_save); vLLM only serves LoRA "
-            "adapters without modules_to_save. Merge it (llamafactory-cli export) and benchmark the merged model, "
-            "or set benchmarks.backend: hf")
-    rank = max([int(cfg.get("r") or 8), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
-    return next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
+        why = lora.vllm_unservable(adapter_dir)
+        if not why:
+            return lora.vllm_max_lora_rank([lora.rank(adapter_dir)])
+    except EngineError as exc:
+        why = str(exc)
+    raise BenchmarkError(f"{why}: lm-eval's vllm backend cannot load it. Merge it (llamafactory-cli export) and "
+                         "benchmark the merged model, or set benchmarks.backend: hf")
 
 
 def model_args(s: Settings, side: Side, served: tuple[str, str] | None = None) -> tuple[str, dict]:
@@ -193,8 +194,7 @@ class TaskCatalog:
                     raise BenchmarkError(f"lm-eval name {name!r} is a tag of {len(entry.tags)} tasks without an "
                                          f"aggregate score; gate them one by one: {', '.join(sorted(entry.tags)[:20])}")
                 return tm, entry
-        close = difflib.get_close_matches(name, tm.all_tasks, n=6, cutoff=0.6)
-        hint = f"; closest names: {', '.join(close)}" if close else ""
+        hint = did_you_mean(name, tm.all_tasks, n=6)
         where = ", ".join(str(p) for p in self.include_paths) or "no benchmarks.include_path"
         raise BenchmarkError(f"unknown lm-eval task {name!r}{hint} (searched {where} and lm-eval's built-in tasks; "
                              "`lm-eval ls tasks` lists them)")
@@ -358,16 +358,9 @@ class ResultCache:
     def put(self, key: str, data: dict, samples_path: str) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
         dst = self.dir / f"{key}.samples.jsonl"
-        _atomic(dst, Path(samples_path).read_bytes())
-        _atomic(self.dir / f"{key}.json", json.dumps(data, indent=1, default=str).encode())
+        write_atomic(dst, Path(samples_path).read_bytes())
+        write_atomic(self.dir / f"{key}.json", json.dumps(data, indent=1, default=str))
         return str(dst)
-
-
-def _atomic(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(payload)
-    os.replace(tmp, path)
 
 
 # -- running ---------------------------------------------------------------------------------------------------
@@ -559,9 +552,7 @@ def _child_main() -> None:
                                   batch_size=spec["batch_size"], log_samples=True,
                                   bootstrap_iters=spec["bootstrap_iters"], random_seed=spec["seed"])
     res.pop("config", None)  # holds the live model object; the parent writes its own
-    tmp = out_path + ".tmp"
-    Path(tmp).write_text(json.dumps(res, default=_json_default))
-    os.replace(tmp, out_path)
+    write_atomic(out_path, json.dumps(res, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:

@@ -16,6 +16,7 @@ import pytest
 
 from .config import SEVERITIES, load_config
 from .errors import FtgateError
+from . import gates as families
 from .gates import GateFailure
 from .session import FtgateSession, Options
 from .verdict import GateRecord, json_safe
@@ -58,8 +59,12 @@ def _out_dir(value: str) -> str:
 
 
 def _engine(value: str) -> str:
-    if value not in ("hf", "vllm", "openai"):
-        raise argparse.ArgumentTypeError(f"{value!r} is not an engine: use hf, vllm or openai")
+    from .errors import did_you_mean
+    from .serve import ENGINES
+
+    if value not in ENGINES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an engine{did_you_mean(value, ENGINES)} (engines: "
+                                         f"{', '.join(ENGINES)})")
     return value
 
 
@@ -88,7 +93,7 @@ _OPTIONS = [
     ("--ftgate-test-dataset", "ftgate_test_dataset", _name, "NAME",
      "dataset_info.json entry of the held-out test set for --ftgate-train (checked before training)",
      "<train dataset name>_test when registered"),
-    ("--ftgate-engine", "ftgate_engine", _engine, "KIND", "inference engine: hf, vllm or openai",
+    ("--ftgate-engine", "ftgate_engine", _engine, "KIND", "inference engine: hf, vllm or openai (serve.ENGINES)",
      "engine.kind of ftgate.yaml (hf)"),
     ("--ftgate-promote", "ftgate_promote", _name, "NAME",
      "register runs that pass (or only warn) as versions of this registered model, alias 'candidate'", "off"),
@@ -293,7 +298,9 @@ def _gate_spec(item: pytest.Item, marker: pytest.Mark, sess: FtgateSession) -> d
     severity = sess.cfg.severity(gate_id, marker.kwargs.get("severity", "block"))
     if severity not in SEVERITIES:
         raise pytest.UsageError(f"{item.nodeid}: gate severity {severity!r} is not one of {', '.join(SEVERITIES)}")
-    return {"id": gate_id, "name": marker.kwargs.get("name", item.originalname), "severity": severity}
+    section = families.section_of(gate_id, str(marker.kwargs.get("section", ""))).key
+    return {"id": gate_id, "name": marker.kwargs.get("name", item.originalname), "severity": severity,
+            "section": section}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -324,6 +331,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         value=getattr(check, "value", None), threshold=getattr(check, "threshold", None),
         message=check.message if check is not None else _exc_message(call), test=item.stash.get(TEST_KEY, ""),
         details=getattr(check, "details", {}) or {}, label=getattr(check, "label", "") or "",
+        section=spec["section"],
     )
     ref = _run_param(item)
     if ref is not None and record.test:

@@ -15,37 +15,41 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from . import metrics
+from . import metrics, rows
 from .config import Quality
 from .errors import DataError, IntegrityError
+from .record import AuditRecord, LoadedRecord
 from .serve.base import Engine, GenerationError, GenParams, Prompt
-from .serve.cache import PredictionCache, dir_digest, file_sha256  # noqa: F401 (re-exported)
+from .serve.cache import PredictionCache, file_sha256, weights_digest  # noqa: F401 (re-exported)
 
-ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-         "observation": "tool", "function_call": "function", "function": "function", "tool": "tool"}
 CHAT_ROLES = {"function": "assistant"}  # a saved chat template knows no function-call turn: it is the assistant's
 
 
 # -- the test set -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Sample:
-    index: int  # row number in the file (0-based)
-    messages: tuple[tuple[str, str], ...]  # (role, content) up to the turn to be answered
+    index: int  # position among the file's rows (0-based; rows left out keep theirs)
+    messages: tuple[tuple[str, str], ...]  # (role, content) up to the turn to be answered (rows.messages)
     reference: str
     tools: str = ""  # the row's tool definitions (LLaMA-Factory's `tools` column), "" when none
 
     @property
     def prompt(self) -> str:
-        return "\n".join(c for r, c in self.messages if r == "user")
+        """The row's prompt text, the same the leakage and duplicates gates compare (``rows.prompt_of``)."""
+        return rows.prompt_of(self.messages)
 
 
 @dataclass(frozen=True)
-class TestSet:
+class HeldOutSet:
+    """The held-out test set the quality gates score: its samples, the rows left out, where it came from."""
+
+    __test__ = False  # not a pytest test class when a suite imports it
+
     path: str
     samples: tuple[Sample, ...]
-    skipped: tuple[str, ...] = ()  # "row 3: no reference answer (output)" ... (only with quality.bad_rows: warn)
+    skipped: tuple[str, ...] = ()  # "row 3: no reference answer: ..." (only with quality.bad_rows: warn)
     source: str = ""  # where the path came from
     sha256: str = ""
 
@@ -58,43 +62,52 @@ class TestSet:
                 f"{_listed(self.skipped)}"]
 
 
-def _alpaca(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
-    msgs: list[tuple[str, str]] = []
-    if row.get("system"):
-        msgs.append(("system", str(row["system"])))
-    for turn in row.get("history") or []:
-        msgs += [("user", str(turn[0])), ("assistant", str(turn[1]))]
-    query = "\n".join(str(row[k]) for k in ("instruction", "input") if row.get(k))
-    msgs.append(("user", query))
-    return tuple(msgs), row.get("output")
-
-
-def _sharegpt(i: int, row: dict) -> tuple[tuple[tuple[str, str], ...], object]:
-    turns = row.get("conversations") or row.get("messages") or []
-    msgs = [("system", str(row["system"]))] if row.get("system") else []
-    for t in turns:
-        role = ROLES.get(str(t.get("from", t.get("role", ""))), "user")
-        msgs.append((role, str(t.get("value", t.get("content", "")))))
-    if msgs and msgs[-1][0] in ("assistant", "function"):
-        return tuple(msgs[:-1]), msgs[-1][1]
-    return tuple(msgs), None
-
+TestSet = HeldOutSet  # the name before issue 14
 
 FIX_ROWS = "give every row an instruction (or conversations) and an output"
 
 
 def load_test_set(path: str | Path, max_samples: int = 0, source: str = "", sha256: str = "",
-                  bad_rows: str = "error") -> TestSet:
-    """Alpaca (instruction/input/output) or ShareGPT (conversations/messages) rows from JSON or JSONL, read and
-    checked once. DataError (one line naming the file, the rows and the fix) when the file cannot be read, is not
-    UTF-8, is not JSON, holds no rows, or has rows without a prompt or a reference answer; with
-    ``bad_rows="warn"`` such rows are left out and named in ``TestSet.skipped`` / ``problems`` instead.
-    Rows are numbered from 1 as in the data gates (the line of a JSON Lines file, the element of a JSON array)."""
-    from .jsonstream import iter_rows
-
+                  bad_rows: str = "error", spec: rows.DatasetSpec | None = None) -> HeldOutSet:
+    """The rows of a test file read with the row model (``rows``): ``spec`` is the dataset's registration in
+    dataset_info.json; without one (a ``--ftgate-test-set`` file) each row's keys say its format. DataError (one
+    line naming the file, the rows and the fix) when the file cannot be read, is not UTF-8, is not rows, holds no
+    rows, or has rows LLaMA-Factory could not train on; with ``bad_rows="warn"`` such rows are left out and named
+    in ``HeldOutSet.skipped`` / ``problems`` instead. Rows are numbered from 1 as in the data gates."""
     p = Path(path)
     name = f"test set {str(p)!r}"
     where = f" (from {source})" if source else ""
+    _check_text(p, name, where)
+    spec = spec or rows.DatasetSpec(p.stem, rows.AUTO)
+    good, bad, skipped = [], [], []
+    try:
+        for _, row, value, problems in rows.read_rows(p, spec):
+            if value is None and problems and problems[0].startswith("is not valid JSON"):
+                bad.append(f"row {row}: {problems[0]}")
+            elif problems:
+                skipped.append(f"row {row}: {'; '.join(problems)}")
+            else:
+                good.append((len(good) + len(skipped), value))
+    except DataError as exc:  # a broken JSON array (its later rows cannot be found), or one object
+        raise DataError(f"test set {exc}; fix the JSON (a list of objects, or one object per line)") from None
+    if bad:
+        raise DataError(f"{name}: {len(bad)} of {len(bad) + len(good) + len(skipped)} lines are not valid JSON: "
+                        f"{_listed(bad)}; fix them (one JSON object per line)")
+    if not good and not skipped:
+        raise DataError(f"{name}{where} has no rows: the quality gates need held-out examples (alpaca: "
+                        "instruction/input/output; sharegpt: conversations)")
+    if skipped and (bad_rows != "warn" or not good):
+        n = len(good) + len(skipped)
+        fix = FIX_ROWS + (", or set quality.bad_rows: warn in ftgate.yaml to score the others" if good else "")
+        raise DataError(f"{name}: {len(skipped)} of {n} rows cannot be scored: {_listed(skipped)}; {fix}")
+    samples = [Sample(i, *rows.messages(v, spec), rows.tools_text(v, spec)) for i, v in good]
+    if max_samples:
+        samples = samples[:max_samples]
+    return HeldOutSet(str(p), tuple(samples), tuple(skipped), source, sha256 or file_sha256(p))
+
+
+def _check_text(p: Path, name: str, where: str) -> None:
+    """DataError when the file cannot be read, is not UTF-8 (naming the byte and line) or is empty."""
     try:
         raw = p.read_bytes()
     except OSError as exc:
@@ -106,47 +119,8 @@ def load_test_set(path: str | Path, max_samples: int = 0, source: str = "", sha2
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}, line "
                         f"{line}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-    if not text.strip():
+    if not text.lstrip("\ufeff").strip():
         raise DataError(f"{name}{where} is empty; it must hold a JSON list of alpaca/sharegpt rows or JSON lines")
-    rows, bad = [], []
-    try:
-        for row, value, problem in iter_rows(p):
-            (bad.append((row, problem)) if problem else rows.append((row, value)))
-    except DataError as exc:  # a broken JSON array: its later rows cannot be found
-        raise DataError(f"test set {exc}; fix the JSON (a list of objects, or one object per line)") from None
-    if bad and not rows and text.lstrip().startswith("{"):
-        try:
-            whole = json.loads(text)
-        except ValueError:
-            whole = None
-        if isinstance(whole, dict):
-            raise DataError(f"{name} is one JSON object, not rows: put the rows in a JSON list [{{...}}, ...] or "
-                            "write one object per line (JSON Lines)")
-    if bad:
-        raise DataError(f"{name}: {len(bad)} of {len(bad) + len(rows)} lines are not valid JSON: "
-                        f"{_listed([f'row {r}: {why}' for r, why in bad])}; fix them (one JSON object per line)")
-    if not rows:
-        raise DataError(f"{name}{where} has no rows: the quality gates need held-out examples (alpaca: "
-                        "instruction/input/output; sharegpt: conversations)")
-    samples, skipped = [], []
-    for i, (row, value) in enumerate(rows):
-        if not isinstance(value, dict):
-            skipped.append(f"row {row}: not an object ({type(value).__name__})")
-            continue
-        msgs, ref = (_sharegpt if ("conversations" in value or "messages" in value) else _alpaca)(i, value)
-        if not msgs or not msgs[-1][1].strip():
-            skipped.append(f"row {row}: no prompt (instruction/input, or a last user turn)")
-        elif not isinstance(ref, str) or not ref.strip():
-            skipped.append(f"row {row}: no reference answer (output, or a last assistant turn)")
-        else:
-            tools = value.get("tools") or ""
-            samples.append(Sample(i, msgs, ref, tools if isinstance(tools, str) else json.dumps(tools)))
-    if skipped and (bad_rows != "warn" or not samples):
-        fix = FIX_ROWS + (", or set quality.bad_rows: warn in ftgate.yaml to score the others" if samples else "")
-        raise DataError(f"{name}: {len(skipped)} of {len(rows)} rows cannot be scored: {_listed(skipped)}; {fix}")
-    if max_samples:
-        samples = samples[:max_samples]
-    return TestSet(str(p), tuple(samples), tuple(skipped), source, sha256 or file_sha256(p))
 
 
 def _listed(items: Sequence[str], n: int = 8) -> str:
@@ -162,8 +136,10 @@ def recorded_test_file(audit: dict | None) -> dict | None:
     return None
 
 
-def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0, bad_rows: str = "error") -> TestSet:
-    """``--ftgate-test-set`` / ``quality.test_set`` if given, else the run's recorded test file (hash-checked)."""
+def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0,
+                     bad_rows: str = "error") -> HeldOutSet:
+    """``--ftgate-test-set`` / ``quality.test_set`` if given, else the run's recorded test file (hash-checked), read
+    with its registration in the run's dataset_info.json (as training and the data gates read it)."""
     if explicit:
         return load_test_set(explicit, max_samples, source="--ftgate-test-set / quality.test_set", bad_rows=bad_rows)
     entry = recorded_test_file(audit)
@@ -180,10 +156,24 @@ def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0, ba
         raise IntegrityError(f"test file {str(path)!r} changed since training: sha256 is {actual}, the audit record "
                              f"says {recorded}; restore it, or pass --ftgate-test-set to score another file knowingly")
     return load_test_set(path, max_samples, source="the run's audit record (split 'test')", sha256=actual,
-                         bad_rows=bad_rows)
+                         bad_rows=bad_rows, spec=recorded_spec(audit, entry))
 
 
-def prompts_for(test_set: TestSet, chat_template: str = "", raw: bool = False, template_args: dict | None = None,
+def recorded_spec(audit: dict | None, entry: dict) -> rows.DatasetSpec:
+    """The registration of the recorded test dataset: its ``name`` in the dataset_info.json the audit record names
+    (``input_artifacts.dataset_info.path``), as ``data.from_lineage`` reads it for the data gates; the recorded
+    format with LLaMA-Factory's default columns when that file cannot be read (the schema gate says why)."""
+    where = str((((audit or {}).get("input_artifacts") or {}).get("dataset_info") or {}).get("path") or "")
+    info, problem = None, ""
+    if where:
+        try:
+            info = rows.load_dataset_info(where)
+        except DataError as exc:
+            problem = str(exc)
+    return rows.registered_spec(str(entry.get("name", "?")), str(entry.get("format") or ""), info, where, problem)[0]
+
+
+def prompts_for(test_set: HeldOutSet, chat_template: str = "", raw: bool = False, template_args: dict | None = None,
                 tokenizer: str = "") -> list[Prompt]:
     """One prompt per sample. With ``template_args`` (the run's LLaMA-Factory ``template`` and its options) each
     prompt is LLaMA-Factory's own encoding of the row (system prompt and tools included), carried as a chat
@@ -214,16 +204,7 @@ def chat_template_of(directory: str | Path) -> str:
 
 
 # -- where a run's inputs are: audit record, base model, the production adapter ------------------------------------
-def read_audit_record(store, run_id: str, dst: str | Path) -> dict | None:
-    """The run's ``audit/audit_record.json`` artifact, or None when the run has none."""
-    try:
-        local = store.download(run_id, "audit/audit_record.json", dst)
-        return json.loads(Path(local).read_text())
-    except Exception:  # no such artifact (a run trained without pytest-ftgate)
-        return None
-
-
-def base_model_path(audit: dict | None, params: dict, adapter_dir: str | Path | None, override: str = "",
+def base_model_path(audit: "AuditRecord | dict | None", params: dict, adapter_dir: str | Path | None, override: str = "",
                     required: bool = False) -> str:
     """The base model: ``quality.base_model`` when set, else the audit record's path, else the run param
     ``model_name_or_path``, else the adapter's ``base_model_name_or_path``; the first that is a local directory wins
@@ -231,8 +212,7 @@ def base_model_path(audit: dict | None, params: dict, adapter_dir: str | Path | 
     that is gone is a DataError saying where the path came from and how to point at the model's new place."""
     if override:
         return str(Path(override).resolve())
-    named = [(((audit or {}).get("input_artifacts") or {}).get("base_model", {}).get("path", ""),
-              "the run's audit record, input_artifacts.base_model.path"),
+    named = [(AuditRecord.of(audit).base_model_path, "the run's audit record, input_artifacts.base_model.path"),
              (params.get("model_name_or_path", ""), "the run's param model_name_or_path")]
     if adapter_dir and (Path(adapter_dir) / "adapter_config.json").is_file():
         named.append((json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get(
@@ -372,8 +352,7 @@ class Scorer:
         return cls(test_set, prompts_for(test_set, template, raw), params, q, cache)
 
     def weights(self, base_model: str, adapter_dir: str | Path | None) -> dict:
-        return {"base_sha256": dir_digest(base_model, self.cache),
-                "adapter_sha256": dir_digest(adapter_dir, self.cache) if adapter_dir else "none"}
+        return {"base_sha256": weights_digest(base_model), "adapter_sha256": weights_digest(adapter_dir)}
 
     def answers(self, label: str, engine: Engine, model: str | None, base_model: str,
                 adapter_dir: str | Path | None) -> Answers:
@@ -420,8 +399,12 @@ class Baselines:
 
 
 def baselines(scorer: Scorer, engine: Engine, pool, base_model: str, store, run_id: str, model_name: str,
-              alias: str, dst: str | Path) -> Baselines:
-    """The base model's answers and, when the registry has ``alias`` for ``model_name``, that version's."""
+              alias: str, dst: str | Path, audit_record: Callable[[str], LoadedRecord]) -> Baselines:
+    """The base model's answers and, when the registry has ``alias`` for ``model_name``, that version's.
+
+    ``audit_record(run_id)`` is the session's one read of a run's record (``FtgateSession.audit_record``): the
+    production version's base model is named there; a record that cannot be read leaves the run's params and the
+    adapter's config to name it (its ``problem`` is not this gate's to report)."""
     out = Baselines([scorer.answers("base", engine, None, base_model, None)])
     path, info, note = production_adapter(store, model_name, alias, Path(dst) / "adapter", run_id)
     out.notes.append(note)
@@ -429,7 +412,7 @@ def baselines(scorer: Scorer, engine: Engine, pool, base_model: str, store, run_
     if path is None:
         return out
     prod_run = info.get("run_id") or ""
-    audit = read_audit_record(store, prod_run, Path(dst) / "audit") if prod_run else None
+    audit = audit_record(prod_run).view if prod_run else None
     params = dict(store.client.get_run(prod_run).data.params) if prod_run else {}
     prod_base = base_model_path(audit, params, path)
     name = f"{alias}-{model_name}-v{info['version']}"

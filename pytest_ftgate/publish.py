@@ -18,18 +18,17 @@ import dataclasses
 import hashlib
 import json
 import platform
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from . import __version__, attest, promotion, report
 from .errors import FtgateError
+from .record import AuditRecord
 from .redact import Redactor
 from .report import RunEvidence
 from .session import FtgateSession, RunRef
 from .verdict import utcnow, write_json_atomic, write_text_atomic
 
-AUDIT_ARTIFACT = "audit/audit_record.json"
 SESSIONS_ARTIFACT = "ftgate/sessions"  # ftgate/sessions/<session id>/{<run>.json, report.html, <run>.intoto.json}
 
 
@@ -74,20 +73,17 @@ class Publisher:
                 notes.append(str(exc))
         audit, files = None, []
         if record is not None:
-            with tempfile.TemporaryDirectory(prefix="ftgate-evidence-") as tmp:
-                audit = self._audit(ref.run_id, Path(tmp), notes)
+            audit = self._audit(ref, record.params, notes)
             files = self._adapter(ref, notes)
         return record, audit, files, notes
 
-    def _audit(self, run_id: str, tmp: Path, notes: list[str]) -> dict | None:
-        try:
-            if AUDIT_ARTIFACT not in self.sess.store.list_artifacts(run_id, "audit"):
-                return None
-            path = self.sess.store.download(run_id, AUDIT_ARTIFACT, tmp / "audit")
-            return json.loads(Path(path).read_text(encoding="utf-8"))
-        except Exception as exc:  # the report says what is missing; the gates judge it
-            notes.append(f"the audit record could not be read: {type(exc).__name__}: {_first(exc)}")
-            return None
+    def _audit(self, ref: RunRef, params: dict, notes: list[str]) -> dict | None:
+        """The run's audit record as the session's gates read it (one download per run per session); a run without
+        one has none in the report, a record that cannot be read is a note (the gates judge it)."""
+        loaded = self.sess.audit_record(ref.run_id, params)
+        if loaded.record is None and not loaded.absent:
+            notes.append(f"the audit record could not be read: {loaded.problem}")
+        return loaded.record
 
     def _adapter(self, ref: RunRef, notes: list[str]) -> list[dict]:
         """The digests of the adapter bytes this session gated (downloaded once, see ``artifacts``)."""
@@ -99,8 +95,7 @@ class Publisher:
         if copy.path is None:
             notes.append(f"nothing to attest or promote: the run {copy.problem}")
             return []
-        return [{"name": f["name"], "sha256": f["sha256"].removeprefix("sha256:"), "size": f["size"]}
-                for f in copy.files]
+        return [dict(f) for f in copy.files]  # {name, sha256 ("sha256:<hex>"), size}: one format everywhere
 
     def _redacted(self, ref: RunRef) -> RunEvidence:
         record, audit, files, notes = self._raw[ref.key]
@@ -289,10 +284,7 @@ def _tag_key(gate_id: str) -> str:
 
 
 def _train_hash(ev: RunEvidence) -> str:
-    for d in ((ev.audit or {}).get("input_artifacts") or {}).get("datasets") or []:
-        if d.get("split") == "train" and d.get("sha256"):
-            return d["sha256"]
-    return ""
+    return AuditRecord(ev.audit).train_sha256
 
 
 def _first(exc: object) -> str:

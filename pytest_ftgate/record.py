@@ -22,7 +22,7 @@ from .hashing import digest_files
 
 SCHEMA_VERSION = 1
 ARTIFACT = "audit/audit_record.json"  # where the record lives on its run
-AUDIT_ARTIFACT = ARTIFACT
+AUDIT_ARTIFACT = ARTIFACT  # the old name, kept for callers outside the package
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 # Every field issue 6's G6 requires, as dotted paths; ``[]`` means "each element of the list".
@@ -192,6 +192,7 @@ def training_summary(*, start: str, end: str, duration: float, state: dict, loss
 WRAPPER_HINT = ("adopt the run without retraining: `ftgate adopt <run> --config <config.yaml> [--output-dir DIR]` "
                 "attaches what can still be established; new runs: train through pytest-ftgate's wrapper, "
                 "`ftgate train <config.yaml>` or `pytest suites --ftgate-train <config.yaml>`")
+NO_RECORD = "the run has no audit record"  # LoadedRecord.problem of a run without one
 ADOPTED = "adopted"  # the record's "provenance" when ``ftgate adopt`` wrote it after training
 
 # G6 requires audit.REQUIRED_FIELDS (the writer's contract) and a checkpoints list ("?": it may be empty when the
@@ -200,17 +201,195 @@ REQUIRED = (*REQUIRED_FIELDS, "training_record.checkpoints?")
 LINEAGE_PARAMS = ("ftgate.config_sha256", "ftgate.dataset_sha256", "ftgate.base_model_sha256",
                   "ftgate.adapter_sha256")
 
+class AuditRecord:
+    """A typed, read-only view of one audit record: the accessors every reader needs, so that no module walks
+    ``.get(...)`` chains through the dict. Each accessor tolerates a malformed record (a missing section, a list
+    where a mapping belongs) and answers None, "" or []: G6 is the gate that says what is missing, the others read
+    what is there. The dict itself stays on ``LoadedRecord.record`` for G6 and the report.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict | None):
+        self._data = data if isinstance(data, dict) else {}
+
+    @classmethod
+    def of(cls, value: Any) -> "AuditRecord":
+        """The view of a record given as a view, a ``LoadedRecord``, a dict or None (an empty view)."""
+        if isinstance(value, AuditRecord):
+            return value
+        return cls(value.record if isinstance(value, LoadedRecord) else value)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def _at(self, *keys: str) -> Any:
+        node: Any = self._data
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    def _map(self, *keys: str) -> dict:
+        node = self._at(*keys)
+        return node if isinstance(node, dict) else {}
+
+    def _dicts(self, *keys: str) -> list[dict]:
+        node = self._at(*keys)
+        return [d for d in node if isinstance(d, dict)] if isinstance(node, list) else []
+
+    # -- identity and provenance
+    @property
+    def run_id(self) -> str | None:
+        return self._at("run_id")
+
+    @property
+    def provenance(self) -> str | None:
+        return self._at("provenance")
+
+    @property
+    def adopted(self) -> dict:
+        """``adopted`` of a record written by ``ftgate adopt`` (by, at, not_established); {} otherwise."""
+        return self._map("adopted")
+
+    # -- inputs
+    @property
+    def inputs(self) -> dict:
+        return self._map("input_artifacts")
+
+    @property
+    def base_model(self) -> dict:
+        return self._map("input_artifacts", "base_model")
+
+    @property
+    def base_model_path(self) -> str:
+        return str(self.base_model.get("path") or "")
+
+    @property
+    def base_model_hash(self) -> str | None:
+        return self.base_model.get("hash")
+
+    @property
+    def base_model_files(self) -> list[dict]:
+        return self._dicts("input_artifacts", "base_model", "files")
+
+    @property
+    def datasets(self) -> list[dict]:
+        """The dataset entries (name, split, path, sha256, samples, format, max_samples); non-mappings dropped."""
+        return self._dicts("input_artifacts", "datasets")
+
+    def dataset(self, split: str) -> dict | None:
+        """The first dataset entry of ``split`` ("train", "test", ...), or None."""
+        return next((d for d in self.datasets if d.get("split") == split), None)
+
+    @property
+    def test_dataset(self) -> dict | None:
+        return self.dataset("test")
+
+    @property
+    def train_sha256(self) -> str:
+        return str((self.dataset("train") or {}).get("sha256") or "")
+
+    @property
+    def dataset_info(self) -> dict:
+        return self._map("input_artifacts", "dataset_info")
+
+    @property
+    def dataset_info_path(self) -> str | None:
+        return self.dataset_info.get("path")
+
+    @property
+    def dataset_info_entries(self) -> list | None:
+        """The dataset_info.json entries the run used (None: the whole file was hashed)."""
+        entries = self.dataset_info.get("entries")
+        return entries if isinstance(entries, list) else None
+
+    @property
+    def dataset_info_sha256(self) -> str | None:
+        return self.dataset_info.get("sha256")
+
+    @property
+    def config(self) -> dict:
+        """``input_artifacts.config``: file, sha256, content, working_dir, git_commit."""
+        return self._map("input_artifacts", "config")
+
+    @property
+    def config_file(self) -> str | None:
+        return self.config.get("file")
+
+    @property
+    def config_sha256(self) -> str | None:
+        return self.config.get("sha256")
+
+    @property
+    def config_content(self) -> str | None:
+        content = self.config.get("content")
+        return content if isinstance(content, str) else None
+
+    @property
+    def working_dir(self) -> str | None:
+        return self.config.get("working_dir")
+
+    # -- outputs
+    @property
+    def adapter(self) -> dict:
+        return self._map("output_artifacts", "adapter")
+
+    @property
+    def adapter_artifact_path(self) -> str:
+        return str(self.adapter.get("artifact_path") or "adapter")
+
+    @property
+    def adapter_files(self) -> list[dict]:
+        """The recorded adapter files ({name, sha256, ...}); [] when none are recorded."""
+        return self._dicts("output_artifacts", "adapter", "files")
+
+    @property
+    def adapter_sha256(self) -> str | None:
+        return self.adapter.get("sha256")
+
+    # -- training and reproducibility
+    @property
+    def training(self) -> dict:
+        return self._map("training_record")
+
+    @property
+    def reproducibility(self) -> dict:
+        return self._map("reproducibility")
+
+    @property
+    def seeds(self) -> dict:
+        return self._map("reproducibility", "seeds")
+
+    @property
+    def environment(self) -> dict:
+        return self._map("reproducibility", "environment")
+
+    @property
+    def determinism(self) -> dict:
+        return self._map("reproducibility", "determinism")
+
+
 @dataclass(frozen=True)
 class LoadedRecord:
     """The audit record of a run, or why there is none (``problem``): G6 reports it, other gates error on it."""
 
     record: dict | None
-    source: str = AUDIT_ARTIFACT
+    source: str = ARTIFACT
     problem: str = ""
     params: dict | None = None  # the run's params, to say what a plain LLaMA-Factory run does have
 
+    @property
+    def absent(self) -> bool:
+        """The run has no record at all (a plain LLaMA-Factory run), as opposed to one that cannot be read."""
+        return self.record is None and self.problem.startswith(NO_RECORD)
 
-def parse_record(text: bytes | str, source: str = AUDIT_ARTIFACT) -> LoadedRecord:
+    @property
+    def view(self) -> AuditRecord:
+        """The record as an ``AuditRecord`` (an empty view when there is none)."""
+        return AuditRecord(self.record)
+
+
+def parse_record(text: bytes | str, source: str = ARTIFACT) -> LoadedRecord:
     """Parse the record's JSON; invalid JSON or a non-object comes back as ``problem`` naming the artifact."""
     try:
         record = json.loads(text)
@@ -225,16 +404,16 @@ def parse_record(text: bytes | str, source: str = AUDIT_ARTIFACT) -> LoadedRecor
 
 def load_record(store: Any, run_id: str, dst: Path, params: dict | None = None) -> LoadedRecord:
     """Download and parse ``audit/audit_record.json`` of a run; never raises (the problem is returned)."""
-    source = f"{AUDIT_ARTIFACT} of run {run_id}"
+    source = f"{ARTIFACT} of run {run_id}"
     try:
-        present = AUDIT_ARTIFACT in store.list_artifacts(run_id, "audit")
+        present = ARTIFACT in store.list_artifacts(run_id, ARTIFACT.split("/")[0])
     except Exception as exc:  # the store being down is a problem of this gate, reported with the reason
         return LoadedRecord(None, source, f"the artifacts of run {run_id} cannot be listed: {type(exc).__name__}: "
                                           f"{str(exc).splitlines()[0] if str(exc) else ''}", params)
     if not present:
-        return LoadedRecord(None, source, f"the run has no audit record (artifact {AUDIT_ARTIFACT})", params)
+        return LoadedRecord(None, source, f"{NO_RECORD} (artifact {ARTIFACT})", params)
     try:
-        local = store.download(run_id, AUDIT_ARTIFACT, dst)
+        local = store.download(run_id, ARTIFACT, dst)
         loaded = parse_record(Path(local).read_bytes(), source)
     except Exception as exc:
         return LoadedRecord(None, source, f"{source} cannot be downloaded: {type(exc).__name__}: {exc}", params)
@@ -248,16 +427,16 @@ def require_record(loaded: LoadedRecord) -> dict:
     return loaded.record
 
 
-def training_config(record: dict, base_dir: Path | None = None) -> dict:
+def training_config(record: "dict | AuditRecord | None", base_dir: Path | None = None) -> dict:
     """The LLaMA-Factory config the run was trained with: the content stored in the record, else its file."""
     import yaml
 
     from .fileio import resolve_path
 
-    config = (record.get("input_artifacts") or {}).get("config") or {}
-    text = config.get("content")
-    if not isinstance(text, str) and config.get("file") and resolve_path(config["file"], base_dir).is_file():
-        text = resolve_path(config["file"], base_dir).read_text(encoding="utf-8")
+    view = AuditRecord.of(record)
+    text, file = view.config_content, view.config_file
+    if text is None and file and resolve_path(file, base_dir).is_file():
+        text = resolve_path(file, base_dir).read_text(encoding="utf-8")
     try:
         loaded = yaml.safe_load(text) if isinstance(text, str) else None
     except yaml.YAMLError:
@@ -316,9 +495,10 @@ def _hash_fields(record: dict) -> list[tuple[str, Any]]:
 
 def not_established(record: dict) -> list[str]:
     """The record fields an adopted run lists as not establishable after training (``adopted.not_established``)."""
-    if record.get("provenance") != ADOPTED:
+    view = AuditRecord.of(record)
+    if view.provenance != ADOPTED:
         return []
-    listed = (record.get("adopted") or {}).get("not_established") or []
+    listed = view.adopted.get("not_established") or []
     return [str(x).split(":")[0].strip() for x in listed if str(x).strip()]
 
 

@@ -19,11 +19,12 @@ _MEMO: dict[tuple, list[tuple[int, float]]] = {}  # one replay per (config, data
 
 def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
     """The recorded run's LLaMA-Factory arguments, paths resolved against the recorded working directory as
-    training resolved them (the config's directory for records that have none), writing into ``output_dir`` and reporting nowhere."""
+    training resolved them (``train.resolve_paths``; the config's directory for records that have none), writing
+    into ``output_dir`` and reporting nowhere."""
     import yaml
 
     from .errors import ConfigError
-    from .train import PATH_KEYS
+    from .train import resolve_paths
 
     inputs = record.get("input_artifacts") or {}
     config = inputs.get("config") or {}
@@ -34,11 +35,7 @@ def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
     if not isinstance(args, dict):
         raise ConfigError("the audit record holds no config content to re-train from (input_artifacts.config)")
     here = Path(config.get("working_dir") or Path(config.get("file") or ".").parent)  # as training resolved them
-    for key in PATH_KEYS:
-        value = args.get(key)
-        if isinstance(value, str) and value and not Path(value).is_absolute() and (
-                value.startswith((".", "~")) or (here / value).exists()):
-            args[key] = str((here / value).expanduser().resolve())
+    resolve_paths(args, here.resolve())  # train.load_spec's own resolution: `~/data` is the home directory's
     base = (inputs.get("base_model") or {}).get("path")
     if base:
         args["model_name_or_path"] = base
@@ -68,16 +65,17 @@ def replay_losses(record: dict, steps: int, work: Path) -> list[tuple[int, float
 def _run(cmd: list[str], log_path: Path, determinism: dict, steps: int) -> None:
     """The child, in the training child's environment with the recorded thread count and hash seed."""
     from .errors import TrainingError
-    from .train import _run_child, child_env, log_tail
+    from .serve.process import run_logged, tail
+    from .train import TAIL_LINES, child_env
 
     env = child_env()
     for var, key in (("OMP_NUM_THREADS", "omp_num_threads"), ("PYTHONHASHSEED", "python_hash_seed")):
         if determinism.get(key) not in (None, ""):
             env[var] = str(determinism[key])
-    code = _run_child(cmd, log_path, None, env)
+    code = run_logged(cmd, log_path, env)
     if code != 0:
         raise TrainingError(f"re-training the recorded config for {steps} steps failed (exit code {code})",
-                            log_tail(log_path), str(log_path))
+                            tail(log_path, TAIL_LINES, placeholder=False), str(log_path))
 
 
 def run(job: dict) -> int:

@@ -97,18 +97,11 @@ def gate_label(g: Mapping) -> str:
 
 
 def category(g: Mapping) -> str:
-    gid = str(g.get("id", "")).lower()
-    if gid in ("g1", "g2", "g3", "resources"):
-        return "training"
-    if gid.startswith("bench"):
-        return "benchmark"
-    if gid.startswith(("data", "schema", "pii", "leak", "dup")):
-        return "data"
-    if gid.startswith(("g6", "audit", "integrity", "adapter_format", "reproducibility")):
-        return "audit"
-    if gid in ("g4", "g5") or gid.startswith(("quality", "determinism", "adapter_applied")):
-        return "quality"
-    return "other"
+    """The report section of a gate record: the one its family registered (``gates.section_of``), or the section
+    the record names (``section``, set by the plugin from the registration or the marker's ``section=``)."""
+    from . import gates as families
+
+    return str(g.get("section") or families.section_of(str(g.get("id", ""))).key)
 
 
 def gate_title(g: Mapping) -> str:
@@ -317,7 +310,7 @@ def quality_html(gates: list[dict]) -> str:
 def benchmark_rows(gates: list[dict]) -> list[dict]:
     rows = []
     for g in gates:
-        if category(g) != "benchmark":
+        if category(g) != "benchmarks":
             continue
         found = find_rows(g.get("details") or {}, ("task",)) or [{"task": g.get("id"), **(g.get("details") or {})}]
         rows += [{"gate": g.get("id"), "outcome": gate_label(g), **{k: v for k, v in r.items()
@@ -396,7 +389,7 @@ def audit_html(ev: RunEvidence, gates: list[dict]) -> str:
     inputs = a.get("input_artifacts") or {}
     if inputs:
         parts.append(table(["input", "path / name", "sha256", "detail"], _input_rows(inputs), "ftgate-hashes"))
-    recorded = {f.get("name"): str(f.get("sha256") or "").removeprefix("sha256:") for f in
+    recorded = {f.get("name"): f.get("sha256") for f in
                 ((a.get("output_artifacts") or {}).get("adapter") or {}).get("files") or []}
     if ev.adapter_files or recorded:
         names = sorted({f["name"] for f in ev.adapter_files} | set(recorded))
@@ -441,16 +434,44 @@ def engine_section(gates: list[dict]) -> str:
 
 
 # -- one run, the whole session ------------------------------------------------------------------------------------
+def findings_html(gates: list[dict]) -> str:
+    """Any family's gates: each one's message, with its details folded (the view of a section without its own)."""
+    return "".join(f'<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>{note(short(g.get("message", ""))[0])}'
+                   + folded("evidence", details_html(g.get("details") or {})) for g in gates)
+
+
+def _section_body(view: str, ev: RunEvidence, gates: list[dict]) -> str:
+    if view == "training":
+        return curves(ev.record) + "".join(folded(f"{gate_title(g)}: {gate_label(g)}", details_html(g["details"]))
+                                           for g in gates if g.get("details"))
+    if view == "comparisons":
+        return quality_html(gates) or note("no quality gate recorded metrics")
+    if view == "benchmarks":
+        rows = benchmark_rows(gates)
+        return rows_table(rows) if rows else note("no benchmark was run")
+    if view == "audit":
+        return audit_html(ev, gates)
+    return findings_html(gates)
+
+
+ALWAYS = ("training", "quality", "benchmarks", "audit", "data")  # shown (with a note) even when no gate ran
+
+
+def sections_html(ev: RunEvidence, gates: list[dict]) -> str:
+    """One section per gate family, in the order the families declare (``gates.sections``); a family added under
+    ``gates/`` gets its section without a change here."""
+    from . import gates as families
+
+    parts = []
+    for sec in families.sections():
+        mine = [g for g in gates if category(g) == sec.key]
+        if mine or sec.key in ALWAYS:
+            parts.append(section(sec.title, _section_body(sec.view, ev, mine) or note(f"no {sec.key} gate ran")))
+    return "".join(parts)
+
+
 def run_html(ev: RunEvidence) -> str:
     gates = ev.verdict.get("gates", [])
-    by_cat = {c: [g for g in gates if category(g) == c] for c in ("training", "quality", "benchmark", "data",
-                                                                   "audit", "other")}
-    quality = quality_html(by_cat["quality"] + by_cat["other"])
-    bench = benchmark_rows(gates)
-    data = "".join(f'<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>{note(short(g.get("message", ""))[0])}'
-                   + folded("evidence", details_html(g.get("details") or {})) for g in by_cat["data"])
-    training = "".join(folded(f"{gate_title(g)}: {gate_label(g)}", details_html(g["details"]))
-                       for g in by_cat["training"] if g.get("details"))
     record = ev.record
     params = sorted((record.params if record else {}).items())
     tags = sorted((k, v) for k, v in (record.tags if record else {}).items() if not k.startswith("mlflow.log-model"))
@@ -458,12 +479,7 @@ def run_html(ev: RunEvidence) -> str:
         f'<article class="ftgate-run-report" id="run-{e(ev.run_id)}">', banner(ev),
         "".join(note(n) for n in ev.notes),
         section("Gates", gate_table(gates)), engine_section(gates),
-        section("Loss and eval_loss", curves(record) + training),
-        section("Metrics against the baseline (confidence intervals)",
-                quality or note("no quality gate recorded metrics")),
-        section("Benchmarks", rows_table(bench) if bench else note("no benchmark was run")),
-        section("Audit record", audit_html(ev, by_cat["audit"])),
-        section("Data checks", data or note("no data check was run")),
+        sections_html(ev, gates),
         section("Sample of generations", samples_table(gates)),
         section(f"Run parameters ({len(params)}) and tags ({len(tags)})",
                 table(["param", "value"], params) + table(["tag", "value"], tags), open_=False),

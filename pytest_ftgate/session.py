@@ -132,6 +132,7 @@ class FtgateSession:
     selection_problems: list[str] = field(default_factory=list)  # why this session cannot be complete for any run
     inventory_known: bool = False  # whether ``expected`` was filled by a collection (here or on a worker)
     adapters: dict = field(default_factory=dict)  # run key -> artifacts.AdapterCopy, one download per session
+    audit_records: dict = field(default_factory=dict)  # run id -> record.LoadedRecord, one download per session
     _refs: list[RunRef] | None = None
     _store: RunStore | None = None
     _lock: OutDirLock | None = None
@@ -276,6 +277,31 @@ class FtgateSession:
             cache = Path(self.options.root) / ".ftgate" / "cache" / "adapters"
             self.adapters[run_id] = download_adapter(self.store, run_id, cache)
         return self.adapters[run_id]
+
+    def audit_record(self, run_id: str, params: dict | None = None):
+        """The run's audit record as downloaded and parsed in this session (``record.LoadedRecord``), once per run.
+
+        Never raises: a run without a usable record comes back with ``problem`` set (G6 reports it). ``params``
+        (the run's, for G6's lineage check) are read from the store when not given."""
+        if run_id not in self.audit_records:
+            import tempfile
+
+            from .record import load_record
+
+            if params is None:
+                params = self._params(run_id)
+            with tempfile.TemporaryDirectory(prefix="ftgate-audit-") as tmp:
+                self.audit_records[run_id] = load_record(self.store, run_id, Path(tmp), params)
+        return self.audit_records[run_id]
+
+    def _params(self, run_id: str) -> dict | None:
+        loaded = next((r.record for r in self._refs or () if r.run_id == run_id and r.record is not None), None)
+        if loaded is not None:
+            return dict(loaded.params)
+        try:
+            return dict(self.store.client.get_run(run_id).data.params)
+        except Exception:  # the store being down is load_record's problem to report
+            return None
 
     # -- the gates the suites define -----------------------------------------------------------------
     def expect(self, run_key: str, test: str) -> None:

@@ -4,7 +4,6 @@ artifacts, write tags and artifacts. mlflow is imported lazily (``pytest --help`
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RunUnavailable, StoreError
+from .errors import RunUnavailable, StoreError, did_you_mean
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -194,8 +193,7 @@ class RunStore:
                                            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or fix "
                                            "--ftgate-experiment")
             names = [e.name for e in self.client.search_experiments(max_results=200)]
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(name, names).removeprefix("; ") + " " if did_you_mean(name, names) else ""
             raise RunUnavailable(name, f"experiment {name!r} (--ftgate-experiment) does not exist in "
                                        f"{self.tracking_uri}; {hint}experiments there: {', '.join(names) or 'none'}; "
                                        "fix --ftgate-experiment, or leave it out to look in every experiment")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import demo, hashing, record
-from .errors import ConfigError, DataError, FtgateError, TrainingError
+from . import demo, hashing, record, rows
+from .errors import ConfigError, DataError, FtgateError, TrainingError, did_you_mean
+from .fileio import resolve_path
+from .jsonstream import data_files
+from .serve.process import run_logged, tail
 
 PATH_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "output_dir", "deepspeed", "cache_dir",
              "media_dir", "tokenized_path")
@@ -67,17 +68,25 @@ def load_spec(config: str | Path, cwd: str | Path | None = None) -> TrainingSpec
         if not args.get(key):
             raise ConfigError(f"{path}: key {key!r} is required")
     here = Path(cwd or Path.cwd()).resolve()
+    resolve_paths(args, here)
+    report = args.get("report_to") or []
+    report = [report] if isinstance(report, str) else list(report)
+    args["report_to"] = [r for r in report if r not in ("none", "mlflow")] + ["mlflow"]
+    return TrainingSpec(path.resolve(), text, args, here)
+
+
+def resolve_paths(args: dict, here: Path) -> dict:
+    """The path keys of LLaMA-Factory arguments made absolute (``fileio.resolve_path``: ``~`` expanded, relative
+    joined to ``here``), as ``llamafactory-cli train`` run in ``here`` reads them; ``dataset_dir`` defaults to
+    LLaMA-Factory's ``data``. Training and its replay (the reproducibility gate) resolve with this one function."""
     args.setdefault("dataset_dir", "data")  # LLaMA-Factory's default (DataArguments.dataset_dir)
     for key in PATH_KEYS:
         value = args.get(key)
         if not isinstance(value, str) or not value or value == "ONLINE" or value.startswith("REMOTE:"):
             continue
         if key not in HUB_KEYS or _looks_local(here, value):  # a model key may name a hub repo: left as is
-            args[key] = str((here / Path(value).expanduser()).resolve())
-    report = args.get("report_to") or []
-    report = [report] if isinstance(report, str) else list(report)
-    args["report_to"] = [r for r in report if r not in ("none", "mlflow")] + ["mlflow"]
-    return TrainingSpec(path.resolve(), text, args, here)
+            args[key] = str(resolve_path(value, here).resolve())
+    return args
 
 
 def _looks_local(here: Path, value: str) -> bool:
@@ -97,17 +106,13 @@ def known_keys_path() -> Path:
 
 def check_known_keys(spec: TrainingSpec) -> None:
     """Reject an unknown key before starting a child, when a previous child recorded the known ones."""
-    import difflib
-
     try:
-        known = set(json.loads(known_keys_path().read_text()))
-    except (OSError, ValueError):
+        known = sorted(json.loads(known_keys_path().read_text()))
+    except (OSError, ValueError, TypeError):
         return  # the child checks every key itself
     for key in spec.args:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{spec.path}: unknown LLaMA-Factory key {key!r}{hint}")
+            raise ConfigError(f"{spec.path}: unknown LLaMA-Factory key {key!r}{did_you_mean(key, known)}")
 
 
 def base_model_dir(spec: TrainingSpec, echo: Callable[[str], None], log_dir: Path) -> Path:
@@ -116,7 +121,11 @@ def base_model_dir(spec: TrainingSpec, echo: Callable[[str], None], log_dir: Pat
     p = Path(value)
     if p.name == demo.DEMO_BASE_NAME and not demo.is_built(p):
         echo(f"ftgate: building the demo base model {p} (tokenizer + tiny Llama, local recipe)")
-        _run_child([sys.executable, "-m", "pytest_ftgate.demo", str(p)], log_dir / "demo-base.log", "demo base")
+        log = log_dir / "demo-base.log"
+        code = run_logged([sys.executable, "-m", "pytest_ftgate.demo", str(p)], log, child_env())
+        if code != 0:
+            raise TrainingError(f"building the demo base failed (exit code {code})",
+                                tail(log, TAIL_LINES, placeholder=False), str(log))
     if not p.is_dir() or not (p / "config.json").is_file():
         raise ConfigError(f"{spec.path}: model_name_or_path {value!r} is not a local model directory with a "
                           "config.json; pytest-ftgate trains from local paths only (no hub at run time)")
@@ -178,61 +187,37 @@ def _dataset_entry(name: str, split: str, info: dict, d: Path, info_path: Path, 
     if "file_name" not in attr:
         raise DataError(f"{info_path}: dataset {name!r} has no `file_name`; pytest-ftgate trains on local files only")
     path = d / attr["file_name"]
-    fmt = attr.get("formatting", "alpaca")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
+    spec, problems = rows.DatasetSpec.from_info(name, attr, str(info_path))
+    if problems:
+        raise DataError(f"{'; '.join(problems)}; fix the entry (LLaMA-Factory's data/README.md lists the keys)")
+    if not path.exists() or (path.is_dir() and not data_files(path)):
         raise DataError(f"{path}: the file of dataset {name!r} (registered in {info_path}) does not exist")
-    rows = sum(len(validate_rows(f, fmt, attr.get("columns") or {})) for f in files)
+    n = validate_rows(path, spec)
     sha = hashing.dataset_sha256(path, memo)
-    entry = {"name": name, "split": split, "path": str(path), "sha256": sha, "samples": rows, "format": fmt}
-    if isinstance(max_samples, int) and max_samples < rows:  # LLaMA-Factory trains the first max_samples rows
-        entry.update(samples=max_samples, rows_in_file=rows, max_samples=max_samples)
+    entry = {"name": name, "split": split, "path": str(path), "sha256": sha, "samples": n, "format": spec.formatting}
+    if isinstance(max_samples, int) and max_samples < n:  # LLaMA-Factory trains the first max_samples rows
+        entry.update(samples=max_samples, rows_in_file=n, max_samples=max_samples)
     return entry
 
 
-def read_rows(path: Path) -> list:
-    """Rows of a JSON array or JSON-lines file; a DataError names the file (and the line)."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl" or (text.lstrip()[:1] == "{" and "\n{" in text):
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:
-                    raise DataError(f"{path}: line {i} is not valid JSON: {exc}") from None
-        return rows
-    try:
-        rows = json.loads(text)
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
-    return rows
-
-
-def validate_rows(path: Path, fmt: str, columns: dict) -> list:
-    """Check each row has what LLaMA-Factory reads (alpaca: prompt + response; sharegpt: a message list)."""
-    rows = read_rows(path)
-    if fmt == "alpaca":
-        need = [columns.get("prompt", "instruction"), columns.get("response", "output")]
-    elif fmt in ("sharegpt", "openai"):
-        need = [columns.get("messages", "conversations" if fmt == "sharegpt" else "messages")]
-    else:
-        raise DataError(f"{path}: formatting {fmt!r} is not alpaca, sharegpt or openai")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: row {i} is not an object ({fmt} rows are JSON objects)")
-        for col in need:
-            value = row.get(col)
-            ok = isinstance(value, list) and bool(value) if fmt != "alpaca" else isinstance(value, str)
-            if not ok:
-                what = "missing" if col not in row else f"not a {'list' if fmt != 'alpaca' else 'string'}"
-                raise DataError(f"{path}: row {i} has no valid {col!r} ({what}); every {fmt} row needs "
-                                f"{' and '.join(repr(c) for c in need)}")
-    if not rows:
+def validate_rows(path: Path, spec: rows.DatasetSpec, listed: int = 3) -> int:
+    """The number of rows of a dataset path (a file or a folder of JSON/JSONL files), every one checked with the
+    row model the data gates use (``rows.row_problems``); DataError naming the file and the first bad rows (numbered
+    from 1) when LLaMA-Factory could not train on one, or when there are none."""
+    n, bad, first = 0, 0, []
+    for f, row, _, problems in rows.read_rows(path, spec):
+        n += 1
+        if problems:
+            bad += 1
+            if len(first) < listed:
+                first.append(f"{f.name + ' ' if f != Path(path) else ''}row {row}: {'; '.join(problems)}")
+    if bad:
+        more = f"; ... and {bad - len(first)} more" if bad > len(first) else ""
+        raise DataError(f"{path}: {bad} of {n} {spec.formatting} rows cannot be trained on: {'; '.join(first)}{more}; "
+                        "fix the rows, or the dataset's columns/tags in dataset_info.json")
+    if not n:
         raise DataError(f"{path}: the dataset has no rows")
-    return rows
+    return n
 
 
 # -- inputs, re-use -----------------------------------------------------------------------------------------
@@ -362,8 +347,8 @@ def _train(spec: TrainingSpec, store: Any, experiment_id: str, inputs: dict, par
     echo(f"ftgate: training {spec.path} with LLaMA-Factory in a child process (log: {log_path})")
     t0 = time.monotonic()
     try:
-        code = _run_child([sys.executable, "-m", "pytest_ftgate.train_worker", str(work / "job.json")], log_path,
-                          None)
+        code = run_logged([sys.executable, "-m", "pytest_ftgate.train_worker", str(work / "job.json")], log_path,
+                          child_env())
     except KeyboardInterrupt:
         _mark_failed(store, result_path, log_path, "KILLED", "interrupted (Ctrl-C) during training")
         raise
@@ -376,7 +361,7 @@ def _train(spec: TrainingSpec, store: Any, experiment_id: str, inputs: dict, par
 
 def _raise_failure(spec: TrainingSpec, store: Any, result: dict, code: int, result_path: Path,
                    log_path: Path) -> str:
-    tail = log_tail(log_path)
+    log_end = tail(log_path, TAIL_LINES, placeholder=False)
     kind, message = result.get("kind"), result.get("message") or ""
     if kind == "config":
         raise ConfigError(message)
@@ -387,7 +372,7 @@ def _raise_failure(spec: TrainingSpec, store: Any, result: dict, code: int, resu
             f" (killed by signal {-code}: out of memory?)" if code < 0 else "")
     run_id = _mark_failed(store, result_path, log_path, "FAILED", message)
     where = f"; MLflow run {run_id} is marked FAILED" if run_id else ""
-    raise TrainingError(f"{spec.path}: {message}{where}", tail, str(log_path))
+    raise TrainingError(f"{spec.path}: {message}{where}", log_end, str(log_path))
 
 
 def _mark_failed(store: Any, result_path: Path, log_path: Path, status: str, message: str) -> str | None:
@@ -399,42 +384,13 @@ def _mark_failed(store: Any, result_path: Path, log_path: Path, status: str, mes
         run = store.client.get_run(run_id)
         if run.info.status in ("RUNNING", "SCHEDULED"):
             store.set_tags(run_id, {"ftgate.error": message})
-            tail = log_path.with_name("train_log_tail.txt")
-            tail.write_text(log_tail(log_path, 200))
-            store.log_artifact(run_id, tail, "logs")
+            tail_file = log_path.with_name("train_log_tail.txt")
+            tail_file.write_text(tail(log_path, 200, placeholder=False))
+            store.log_artifact(run_id, tail_file, "logs")
             store.client.set_terminated(run_id, status=status)
     except Exception:  # noqa: BLE001, S110 - the error is raised anyway; MLflow being down must not hide it
         pass
     return run_id
-
-
-def _run_child(cmd: list[str], log_path: Path, what: str | None, env: dict[str, str] | None = None) -> int:
-    """Run ``cmd`` with its output streamed to ``log_path``; Ctrl-C terminates it. Raises when ``what`` fails."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = env if env is not None else child_env()
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-        try:
-            code = proc.wait()
-        except BaseException:
-            _stop(proc)
-            raise
-    if what and code != 0:
-        raise TrainingError(f"building the {what} failed (exit code {code})", log_tail(log_path), str(log_path))
-    return code
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 def child_env() -> dict[str, str]:
@@ -453,15 +409,6 @@ def child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     return env
-
-
-def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-    text = text.replace("\r", "\n")
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
 def _read_json(path: Path) -> dict:

@@ -28,29 +28,27 @@ def _utc() -> str:
 
 
 def _write(path: str, **result: Any) -> None:
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
+    """``result.json`` for the parent, written atomically (the parent may read it while the child dies)."""
+    from .fileio import write_atomic
+
+    write_atomic(path, json.dumps(result, indent=1))
 
 
 def check_keys(config_file: str, args: dict) -> None:
     """Every key must be one LLaMA-Factory's train parser knows; then let it validate the values."""
     import dataclasses
-    import difflib
 
     from llamafactory.hparams import get_train_args
     from llamafactory.hparams.parser import _TRAIN_ARGS
     from llamafactory.hparams.training_args import RayArguments
 
-    from .errors import ConfigError
+    from .errors import ConfigError, did_you_mean
 
-    known = {f.name for cls in [*_TRAIN_ARGS, RayArguments] for f in dataclasses.fields(cls)}
-    _remember(sorted(known))
+    known = sorted({f.name for cls in [*_TRAIN_ARGS, RayArguments] for f in dataclasses.fields(cls)})
+    _remember(known)
     for key in args:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{config_file}: unknown LLaMA-Factory key {key!r}{hint}")
+            raise ConfigError(f"{config_file}: unknown LLaMA-Factory key {key!r}{did_you_mean(key, known)}")
     try:
         get_train_args(dict(args))
     except (ValueError, TypeError) as exc:
@@ -59,14 +57,11 @@ def check_keys(config_file: str, args: dict) -> None:
 
 def _remember(known: list[str]) -> None:
     """Leave the known keys for the parent's fast check (``train.check_known_keys``); best effort."""
+    from .fileio import write_atomic
     from .train import known_keys_path
 
-    path = known_keys_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, path)
+        write_atomic(known_keys_path(), json.dumps(known), fsync=False)
     except OSError:
         pass
 
@@ -168,14 +163,14 @@ def log_outputs(mlflow: Any, job: dict, record: dict, run: Any) -> None:
 
 
 def _fail(mlflow: Any, job: dict, run_id: str, exc: BaseException) -> None:
-    from .train import log_tail
+    from .serve.process import tail
 
     message = f"{type(exc).__name__}: {exc}".strip()[:2000]
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         mlflow.set_tag("ftgate.error", message[:5000])
-        mlflow.log_text(log_tail(Path(job["log_path"]), 200), "logs/train_log_tail.txt")
+        mlflow.log_text(tail(job["log_path"], 200, placeholder=False), "logs/train_log_tail.txt")
     finally:
         mlflow.end_run(status="FAILED")
     _write(job["result_path"], status="error", kind="training", message=message, run_id=run_id)

@@ -19,8 +19,9 @@ Schema of ``<out>/verdicts/<run_id>.json`` (every field always present):
   gates_expected  how many gate tests the suites define for the run (0 when unknown, e.g. after a crash)
   gates_run       how many of them reached an outcome
   error           why the run could not be gated ("" when it could)
-  gates           [{id, name, severity, outcome, value, label, threshold, message, test, details}]
-                  outcome: "passed" | "failed" | "error" | "skipped"; label names the value (what and unit)
+  gates           [{id, name, severity, outcome, value, label, section, threshold, message, test, details}]
+                  outcome: "passed" | "failed" | "error" | "skipped"; label names the value (what and unit);
+                  section: the gate family's report section (training, quality, serving, benchmarks, audit, data, ...)
   started_at      ISO 8601 UTC, when gating of the session began
   finished_at     ISO 8601 UTC, when this file was last written
   ftgate_version  the plugin's version
@@ -54,6 +55,7 @@ class GateRecord:
     test: str = ""
     details: dict = field(default_factory=dict)
     label: str = ""  # what ``value`` is, with its unit (e.g. "improvement_pct (%)")
+    section: str = ""  # the report section (a gate family's key, ``gates.section_of``)
 
     @classmethod
     def from_dict(cls, d: dict) -> "GateRecord":

@@ -21,17 +21,13 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _preload() -> None:
-    """Import the heavy libraries once, before any in-process pytester run snapshots sys.modules.
-
-    pytester restores sys.modules after each run, so a library first imported inside one run is imported again
-    in the next, next to the objects of the first: matplotlib then fails `Legend needs either Axes or FigureBase`
-    (two Axes classes), re-importing torch crashes the interpreter, and the importlib_metadata backport (pulled in
-    by mlflow) removes the stdlib PathFinder.find_distributions, so later runs find no entry points (no plugin).
-    """
+def _preload_light() -> None:
+    """What an in-process pytester run of the plugin imports, imported once before the first one snapshots
+    sys.modules (pytester restores sys.modules after each run, so a library first imported inside one run is
+    imported again in the next, next to the objects of the first): matplotlib then fails `Legend needs either Axes
+    or FigureBase` (two Axes classes), SQLAlchemy's compiled caches break, and the importlib_metadata backport
+    (pulled in by mlflow) removes the stdlib PathFinder.find_distributions, so later runs find no entry points."""
     import importlib_metadata  # noqa: F401
-    import datasets  # noqa: F401  (pyarrow extension types register once per process)
-    import lm_eval.tasks  # noqa: F401
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,16 +35,28 @@ def _preload() -> None:
     import mlflow  # noqa: F401
     import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401  (SQLAlchemy's compiled caches)
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  are not re-importable either
+
+
+def _preload_models() -> None:
+    """What the end-to-end tier's in-process runs import: re-importing torch crashes the interpreter, and a second
+    import of `datasets` (which llamafactory pulls in) fails with pyarrow's "type extension ... already defined"."""
+    import datasets  # noqa: F401  (pyarrow extension types register once per process)
+    import lm_eval.tasks  # noqa: F401
     import peft  # noqa: F401
     import torch  # noqa: F401
     import transformers  # noqa: F401
-    # the quality gates encode prompts with LLaMA-Factory's template code: a second import of `datasets` (which
-    # llamafactory pulls in) fails with pyarrow's "type extension ... already defined"
-    import llamafactory.data  # noqa: F401
+    import llamafactory.data  # noqa: F401  (the quality gates encode prompts with LLaMA-Factory's templates)
     import llamafactory.hparams  # noqa: F401
 
 
-_preload()
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The fast tier (``-m "not slow"``) imports no torch: the heavy libraries load only for tests that need them,
+    before their fixtures (pytester's snapshot of sys.modules) are set up."""
+    if "pytester" in getattr(item, "fixturenames", ()):
+        _preload_light()
+    if item.get_closest_marker("slow") is not None:
+        _preload_light()
+        _preload_models()
 
 
 @dataclass(frozen=True)

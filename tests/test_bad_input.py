@@ -28,6 +28,7 @@ from pytest_ftgate.errors import (
     RunUnavailable,
     StoreError,
 )
+from pytest_ftgate.record import load_record
 from pytest_ftgate.store import RunStore
 
 from . import histories as H
@@ -327,7 +328,7 @@ def test_a_run_that_crashed_at_step_0_fails_g1_saying_so(pytester, store):
 # -- the quality gates on the demo run (train once per test session) ------------------------------------------------
 def bad_test_set(path: Path, demo_run) -> Path:
     """The demo run's recorded test rows, 10 of them, with rows 3 and 8 broken (no output; no prompt)."""
-    record = predict.read_audit_record(demo_run.store(), demo_run.run_id, path.parent / "audit")
+    record = load_record(demo_run.store(), demo_run.run_id, path.parent / "audit").record
     rows = json.loads(Path(predict.recorded_test_file(record)["path"]).read_text())[:10]
     assert len(rows) == 10 and all("instruction" in r for r in rows), rows[:2]
     rows[2] = {**rows[2], "output": ""}

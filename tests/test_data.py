@@ -52,10 +52,10 @@ def test_each_bad_alpaca_row_is_named_with_its_file_and_row(tmp_path):
     check = data_gates.schema_check(data.scan(files(tmp_path, rows)))
     assert not check.passed and check.value == 5
     msg = check.message
-    assert "train.json row 2: 'output' is missing" in msg
-    assert "train.json row 3: 'output' is empty" in msg
+    assert "train.json row 2: no reference answer: 'output' is missing" in msg
+    assert "train.json row 3: no reference answer: 'output' is empty" in msg
     assert "train.json row 4: is an array, not an object" in msg
-    assert "train.json row 5: has no prompt" in msg
+    assert "train.json row 5: no prompt: 'instruction' is empty" in msg
     assert "train.json row 6: 'input' is a number, not a string" in msg
     assert "row 1:" not in msg and "row 7:" not in msg
 
@@ -103,12 +103,12 @@ def test_columns_and_tags_come_from_dataset_info(tmp_path):
     fs = data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))
     check = data_gates.schema_check(data.scan(fs))
     assert check.value == 2, check.message
-    assert "qa.json row 2: 'answer' is missing" in check.message
+    assert "qa.json row 2: no reference answer: 'answer' is missing" in check.message
     assert "chat.json row 2: 'sys' is a number, not a string" in check.message
 
 
 def test_a_bad_registration_in_dataset_info_fails_the_schema_gate(tmp_path):
-    info = {"a": {"file_name": "a.json", "formatting": "openai"},
+    info = {"a": {"file_name": "a.json", "formatting": "chatml"},
             "b": {"file_name": "b.json", "columns": {"quest": "q"}}}
     (tmp_path / "dataset_info.json").write_text(json.dumps(info))
     for name in ("a", "b", "c"):
@@ -116,7 +116,7 @@ def test_a_bad_registration_in_dataset_info_fails_the_schema_gate(tmp_path):
     lineage = [{"name": n, "split": "train", "path": str(tmp_path / f"{n}.json")} for n in ("a", "b", "c")]
     check = data_gates.schema_check(data.scan(data.from_lineage(lineage, str(tmp_path / "dataset_info.json"))))
     assert not check.passed
-    assert "a.formatting is 'openai'" in check.message
+    assert "a.formatting is 'chatml'; LLaMA-Factory reads alpaca, sharegpt, openai" in check.message
     assert "b.columns has unknown keys ['quest']" in check.message
     assert "dataset 'c' is not registered" in check.message
 

@@ -49,7 +49,7 @@ def test_rows_without_a_prompt_or_reference_are_an_error_naming_the_file_and_row
         predict.load_test_set(write(tmp_path / "t.json", rows))
     msg = str(exc.value)
     assert "t.json" in msg and "2 of 10 rows cannot be scored" in msg
-    assert "row 3: no reference answer" in msg and "row 7: no prompt" in msg
+    assert "row 3: no reference answer: 'output' is empty" in msg and "row 7: no prompt" in msg
     assert "quality.bad_rows: warn" in msg and "\n" not in msg
 
 
@@ -57,8 +57,8 @@ def test_with_bad_rows_warn_the_rows_are_left_out_and_named_in_the_problems(tmp_
     rows = [{"instruction": "a", "output": "x"}, {"instruction": "b", "output": ""}, {"instruction": "c"}]
     ts = predict.load_test_set(write(tmp_path / "t.json", rows), bad_rows="warn")
     assert len(ts.samples) == 1
-    assert ts.skipped == ("row 2: no reference answer (output, or a last assistant turn)",
-                          "row 3: no reference answer (output, or a last assistant turn)")
+    assert ts.skipped == ("row 2: no reference answer: 'output' is empty (nothing to train on or score)",
+                          "row 3: no reference answer: 'output' is missing (nothing to train on or score)")
     (problem,) = ts.problems
     assert "t.json" in problem and "2 row(s) left out" in problem and "row 2" in problem
 
@@ -85,7 +85,7 @@ def test_the_quality_gates_show_the_test_set_warning(tmp_path):
     (b'{\n "instruction": "a",\n "output": "b"\n}\n', "is one JSON object, not rows"),
     ('[{"instruction": "caf\u00e9", "output": "b"}]'.encode("latin-1"),
      "is not UTF-8 text (byte 0xe9 at offset 21, line 1"),
-    (b'[1, {"instruction": "a", "output": "b"}]', "row 1: not an object (int)"),
+    (b'[1, {"instruction": "a", "output": "b"}]', "row 1: is a number, not an object"),
 ])
 def test_a_malformed_test_set_is_one_line_naming_the_file_and_the_fix(tmp_path, content, expected):
     f = tmp_path / "bad.json"
@@ -169,15 +169,19 @@ def test_answers_that_arrived_before_a_failure_are_kept(tmp_path):
     assert outputs == ["x", "y", "z"] and cached == 2
 
 
-def test_a_directory_digest_changes_with_any_file_and_is_memoised(tmp_path):
+def test_the_weights_in_a_cache_key_have_the_digest_the_run_records_and_change_with_any_file(tmp_path):
+    from pytest_ftgate import hashing
+    from pytest_ftgate.serve.cache import weights_digest
+
     d = tmp_path / "adapter"
     d.mkdir()
     (d / "adapter_model.safetensors").write_bytes(b"weights")
-    cache = PredictionCache(tmp_path / "cache")
-    first = predict.dir_digest(d, cache)
-    assert predict.dir_digest(d, cache) == first
+    memo = hashing.HashMemo(tmp_path / "memo.json")
+    first = weights_digest(d, memo)
+    assert first == hashing.digest_files(hashing.tree_files(d)) == weights_digest(d, memo)  # ftgate.adapter_sha256
     (d / "adapter_model.safetensors").write_bytes(b"weightz")
-    assert predict.dir_digest(d, cache) != first
+    assert weights_digest(d, memo) != first
+    assert weights_digest(None) == "none"
 
 
 # -- G5 --------------------------------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_an_adapter_worse_than_production_is_blocked(pytester, demo_run, cache_d
 def test_an_engine_that_serves_base_weights_under_the_adapters_name_is_blocked(pytester, demo_run, tmp_path):
     conftest = ("import pytest\nfrom pytest_ftgate import serve\n\n@pytest.fixture(scope='session', autouse=True)\n"
                 "def drop_adapters():\n    old = serve.ENGINES['hf']\n"
-                "    serve.ENGINES['hf'] = 'tests.test_quality_e2e:DroppingHFEngine'\n    yield\n"
+                "    serve.ENGINES['hf'] = ('tests.test_quality_e2e:DroppingHFEngine', 'hf')\n    yield\n"
                 "    serve.ENGINES['hf'] = old\n")
     result, verdict, gates = gate(pytester, demo_run.tracking_uri, demo_run.run_id, tmp_path, conftest=conftest)
     assert gates["adapter_applied"]["outcome"] == "failed" and gates["adapter_applied"]["severity"] == "block"

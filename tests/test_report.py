@@ -185,11 +185,12 @@ def test_the_quality_suites_comparisons_and_notes_are_shown_with_their_interval(
     assert "compared with the base model only" in page and "answer 3" not in page
 
 
-def test_the_audit_section_matches_adapter_files_against_the_record_whatever_the_hash_prefix():
+def test_the_audit_section_matches_the_shipped_adapter_files_against_the_record():
     audit = {"output_artifacts": {"adapter": {"files": [{"name": "a.safetensors", "sha256": "sha256:" + "1" * 64},
                                                         {"name": "b.json", "sha256": "sha256:" + "2" * 64}]}}}
     ev = report.RunEvidence(verdict([]), audit=audit, adapter_files=[
-        {"name": "a.safetensors", "sha256": "1" * 64, "size": 3}, {"name": "b.json", "sha256": "3" * 64, "size": 1}])
+        {"name": "a.safetensors", "sha256": "sha256:" + "1" * 64, "size": 3},
+        {"name": "b.json", "sha256": "sha256:" + "3" * 64, "size": 1}])
     rows = re.findall(r"<tr><td>(a\.safetensors|b\.json)</td>.*?<td>(yes|no)</td></tr>", report.audit_html(ev, []))
     assert rows == [("a.safetensors", "yes"), ("b.json", "no")]
 

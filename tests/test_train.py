@@ -145,7 +145,8 @@ def test_an_alpaca_row_without_output_is_named_by_file_and_row(tmp_path, monkeyp
     del rows[7]["output"]
     data.write_text(json.dumps(rows))
     spec = train.load_spec(root / "training" / "demo.yaml")
-    with pytest.raises(DataError, match=r"translate_train\.json: row 7 has no valid 'output' \(missing\)"):
+    with pytest.raises(DataError, match=r"translate_train\.json: 1 of 1200 alpaca rows cannot be trained on: "
+                                         r"row 8: no reference answer: 'output' is missing"):
         train.dataset_inputs(spec)
 
 

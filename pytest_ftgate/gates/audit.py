@@ -17,7 +17,7 @@ from typing import Sequence
 from ..errors import IntegrityError
 from ..fileio import resolve_path as _resolve
 from ..hashing import dataset_sha256, digest_files, digest_text, sha256_file
-from ..record import (ADOPTED, REQUIRED, WRAPPER_HINT, LoadedRecord, _hash_fields, missing_fields,
+from ..record import (ADOPTED, REQUIRED, WRAPPER_HINT, AuditRecord, LoadedRecord, _hash_fields, missing_fields,
                       not_established)
 from . import Check, family
 
@@ -43,15 +43,16 @@ def completeness(loaded: LoadedRecord, run_id: str) -> Check:
     threshold = "100% of the audit fields (seed 002)"
     if loaded.record is None:
         return Check(False, "no audit record", threshold, _no_record_message(loaded), {"problem": loaded.problem})
+    view = loaded.view
     missing = missing_fields(loaded.record, loaded.params)
-    if loaded.record.get("run_id") not in (None, "", run_id):
-        missing.append(f"run_id (the record is of run {loaded.record['run_id']}, not of {run_id})")
+    if view.run_id not in (None, "", run_id):
+        missing.append(f"run_id (the record is of run {view.run_id}, not of {run_id})")
     total = len(REQUIRED) + len(_hash_fields(loaded.record))
     share = round(100 * (1 - min(len(missing), total) / total), 1)
     later = not_established(loaded.record)
     unknown = [m for m in missing if any(m == f or m.startswith(f + ".") for f in later)]
     if later and len(unknown) == len(missing):
-        info = loaded.record.get("adopted") or {}
+        info = view.adopted
         return Check(False, f"adopted, {len(unknown)} field(s) not established", threshold,
                      f"adopted after training ({info.get('by', 'ftgate adopt')}, {info.get('at', '?')}): inputs, "
                      f"adapter and training record are recorded with their hashes, but what only the training "
@@ -67,8 +68,7 @@ def completeness(loaded: LoadedRecord, run_id: str) -> Check:
         return Check(False, f"{share}%", threshold,
                      f"the audit record {loaded.source} lacks {len(missing)} field(s): {named}. Record them: "
                      f"{WRAPPER_HINT}", {"missing": missing, "adopted": bool(later)})
-    n_data = len(loaded.record["input_artifacts"]["datasets"])
-    n_files = len(loaded.record["output_artifacts"]["adapter"]["files"])
+    n_data, n_files = len(view.datasets), len(view.adapter_files)
     return Check(True, "100%", threshold, f"the audit record is complete: {n_data} dataset(s), {n_files} adapter "
                                           "file(s), every hash recorded", {"missing": []})
 
@@ -145,23 +145,21 @@ def reproducible_inputs(record: dict, base_dir: Path | None = None) -> Check:
 
 
 def _inputs_integrity(record: dict, base_dir: Path | None, base_model: bool, t: _Tally) -> None:
-    inputs = record.get("input_artifacts") or {}
-    for d in inputs.get("datasets") or []:
+    view = AuditRecord.of(record)
+    for d in view.datasets:
         _file_integrity(f"{d.get('split', '?')} dataset {d.get('name', '?')!r}", d.get("path"), d.get("sha256"),
                         dataset_sha256, base_dir, t)
-    if inputs.get("dataset_info"):
-        info = inputs["dataset_info"]
-        names = info.get("entries")
-        if isinstance(names, list):  # one shared file: only the entries the run used are hashed
-            _file_integrity(f"dataset_info.json entries {', '.join(map(str, names))}", info.get("path"),
-                            info.get("sha256"), lambda f: _entries_sha256(f, names), base_dir, t)
+    if view.dataset_info:
+        names, path, recorded = view.dataset_info_entries, view.dataset_info_path, view.dataset_info_sha256
+        if names is not None:  # one shared file: only the entries the run used are hashed
+            _file_integrity(f"dataset_info.json entries {', '.join(map(str, names))}", path, recorded,
+                            lambda f: _entries_sha256(f, names), base_dir, t)
         else:
-            _file_integrity("dataset_info.json", info.get("path"), info.get("sha256"), sha256_file, base_dir, t)
-    _config_integrity(inputs.get("config") or {}, base_dir, t)
-    model = inputs.get("base_model") or {}
-    if base_model and model.get("path"):
-        root = _resolve(model["path"], base_dir)
-        for f in model.get("files") or []:
+            _file_integrity("dataset_info.json", path, recorded, sha256_file, base_dir, t)
+    _config_integrity(view.config, base_dir, t)
+    if base_model and view.base_model_path:
+        root = _resolve(view.base_model_path, base_dir)
+        for f in view.base_model_files:
             _file_integrity(f"base model file {f.get('name')}", str(root / str(f.get("name"))), f.get("sha256"),
                             sha256_file, None, t)
 
@@ -180,14 +178,13 @@ def _params_integrity(record: dict, params: dict, t: _Tally) -> None:
     """The record's input and adapter hashes against the ``ftgate.*_sha256`` params logged at training."""
     from ..train import lineage_params
 
-    inputs = record.get("input_artifacts") or {}
+    view = AuditRecord.of(record)
     try:
-        expected = lineage_params(inputs)
+        expected = lineage_params(view.inputs)
     except (KeyError, TypeError, AttributeError):  # an incomplete record: G6 names what is missing
         expected = {}
-    files = ((record.get("output_artifacts") or {}).get("adapter") or {}).get("files")
-    if isinstance(files, list) and files:
-        expected["ftgate.adapter_sha256"] = digest_files(files)
+    if view.adapter_files:
+        expected["ftgate.adapter_sha256"] = digest_files(view.adapter_files)
     for key, value in expected.items():
         if not params.get(key):
             continue
@@ -232,9 +229,9 @@ def _config_integrity(config: dict, base_dir, t: _Tally) -> None:
 
 
 def _adapter_integrity(record: dict, adapter_dir: Path | None, t: _Tally) -> None:
-    adapter = (record.get("output_artifacts") or {}).get("adapter") or {}
-    files = {f.get("name"): f.get("sha256") for f in adapter.get("files") or [] if isinstance(f, dict)}
-    artifact = adapter.get("artifact_path", "adapter")
+    view = AuditRecord.of(record)
+    files = {f.get("name"): f.get("sha256") for f in view.adapter_files}
+    artifact = view.adapter_artifact_path
     if adapter_dir is None or not Path(adapter_dir).is_dir():
         t.mismatched.append({"what": "adapter", "path": artifact, "message": f"the run has no adapter artifact "
                              f"{artifact!r}: there is nothing to release (a run trained by plain llamafactory-cli: "

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from . import Check, family
 
-gate = family("serving", "Serving engine", 25, view="serving")
+gate = family("serving", "Serving parity (the deployed engine against hf)", 25)
 
 LABEL = "share of sampled answers identical to the hf engine's"
 

@@ -1,5 +1,7 @@
 """Serving engines registered by name; registering imports no backend (torch, transformers and vLLM load when an
-engine of that kind is created). Adding an engine = one module + one line in ``ENGINES``.
+engine of that kind is created). Adding an engine = one module + one line in ``ENGINES``: the option
+``--ftgate-engine``, ``engine.kind`` in ftgate.yaml and lm-eval's backend for ``benchmarks.backend: auto`` all read
+this table.
 
   hf      transformers + peft in this process: adapters attached to one base model, batched greedy generation
   vllm    ``vllm serve BASE --enable-lora --lora-modules NAME=PATH ...`` launched on 127.0.0.1, OpenAI API
@@ -8,26 +10,29 @@ engine of that kind is created). Adding an engine = one module + one line in ``E
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
-ENGINES = {
-    "hf": "pytest_ftgate.serve.hf:HFEngine",
-    "vllm": "pytest_ftgate.serve.vllm:VLLMEngine",
-    "openai": "pytest_ftgate.serve.openai:OpenAIEngine",
+ENGINES = {  # kind -> (class, lm-eval backend that scores the same weights for ``benchmarks.backend: auto``)
+    "hf": ("pytest_ftgate.serve.hf:HFEngine", "hf"),
+    "vllm": ("pytest_ftgate.serve.vllm:VLLMEngine", "local-completions"),  # lm-eval asks the session's server
+    "openai": ("pytest_ftgate.serve.openai:OpenAIEngine", "local-completions"),
 }
+
+
+def lmeval_backend(kind: str) -> str:
+    """lm-eval's backend for an engine kind (``benchmarks.backend: auto``)."""
+    return ENGINES[kind][1] if kind in ENGINES else "hf"
 
 
 def engine_class(kind: str):
     """The class registered as ``kind``; ConfigError with the close matches when unknown."""
     if kind not in ENGINES:
-        close = difflib.get_close_matches(kind, list(ENGINES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"engine kind {kind!r} is not registered{hint} (known: {', '.join(ENGINES)})")
-    module, _, name = ENGINES[kind].partition(":")
+        raise ConfigError(f"engine kind {kind!r} is not registered{did_you_mean(kind, ENGINES)} (known: "
+                          f"{', '.join(ENGINES)})")
+    module, _, name = ENGINES[kind][0].partition(":")
     return getattr(importlib.import_module(module), name)
 
 

@@ -102,17 +102,7 @@ class Engine(abc.ABC):
         self.close()
 
 
-def adapter_config(path: str | Path) -> dict:
-    """``adapter_config.json`` of a local adapter directory; EngineError naming the path when unusable."""
-    p = Path(path)
-    cfg_file = p / "adapter_config.json"
-    if not cfg_file.is_file():
-        raise EngineError(f"adapter {str(p)!r}: no adapter_config.json there; pass the directory PEFT / "
-                          "LLaMA-Factory saved the LoRA adapter into")
-    try:
-        return json.loads(cfg_file.read_text())
-    except ValueError as exc:
-        raise EngineError(f"adapter {str(cfg_file)!r} is not valid JSON: {exc}") from None
+from ..lora import adapter_config  # noqa: E402,F401 (the one reader of adapter_config.json)
 
 
 def check_adapter_files(path: str | Path, allow_pickle: bool) -> None:

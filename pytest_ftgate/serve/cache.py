@@ -1,6 +1,6 @@
-"""The on-disk prediction cache and the content digests it is keyed by: one sqlite file (safe across processes,
-e.g. pytest-xdist workers) mapping sha256(engine identity, weights' digests, generation parameters, prompt) to the
-answer, plus a memo of directory digests keyed on file sizes and mtimes. No generation, no scoring.
+"""The on-disk prediction cache: one sqlite file (safe across processes, e.g. pytest-xdist workers) mapping
+sha256(engine identity, weights' digests, generation parameters, prompt) to the answer. The weights' digests are
+``hashing.tree_digest`` (memoised by ``hashing.HashMemo``, the one memo). No generation, no scoring.
 """
 
 from __future__ import annotations
@@ -13,35 +13,19 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ..hashing import HashMemo, sha256_file as file_sha256, tree_digest  # noqa: F401 (file_sha256: old name)
 from .base import GenParams, Prompt
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def dir_digest(path: str | Path, cache: "PredictionCache | None" = None) -> str:
-    """One sha256 over every file of a directory (relative names and contents); memoised on size and mtime."""
+def weights_digest(path: str | Path | None, memo: HashMemo | None = None) -> str:
+    """The digest of a model or adapter directory in cache keys: ``hashing.tree_digest``, the same value as the run's
+    ``ftgate.adapter_sha256`` and the record's base-model ``hash`` ("none" for no adapter)."""
+    if not path:
+        return "none"
     root = Path(path)
     if not root.exists():
         return f"unavailable:{root}"
-    files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file())
-    signature = json.dumps([(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size,
-                             p.stat().st_mtime_ns) for p in files])
-    memo = cache.digest_memo(str(root.resolve()), signature) if cache else None
-    if memo:
-        return memo
-    h = hashlib.sha256()
-    for p in files:
-        h.update(f"{p.relative_to(root) if p != root else p.name}\0{file_sha256(p)}\n".encode())
-    digest = "sha256:" + h.hexdigest()
-    if cache:
-        cache.remember_digest(str(root.resolve()), signature, digest)
-    return digest
+    return tree_digest(root, memo or HashMemo())
 
 
 class PredictionCache:
@@ -54,7 +38,6 @@ class PredictionCache:
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS predictions (key TEXT PRIMARY KEY, output TEXT, created REAL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, signature TEXT, digest TEXT)")
         self._db.commit()
 
     @staticmethod
@@ -82,16 +65,6 @@ class PredictionCache:
     def delete(self, keys: Sequence[str]) -> None:
         with self._lock:
             self._db.executemany("DELETE FROM predictions WHERE key = ?", [(k,) for k in keys])
-            self._db.commit()
-
-    def digest_memo(self, path: str, signature: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT signature, digest FROM digests WHERE path = ?", (path,)).fetchone()
-        return row[1] if row and row[0] == signature else None
-
-    def remember_digest(self, path: str, signature: str, digest: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?)", (path, signature, digest))
             self._db.commit()
 
     def close(self) -> None:

