@@ -178,7 +178,7 @@ def engine(test_set, engine_pool, base_model: str, adapter, ft_run: RunRecord):
     comes first: a bad test set errors the quality gates (one line each) before any model is loaded."""
     from . import predict
 
-    return engine_pool.get(base_model, {predict.adapter_name(ft_run.run_id): adapter})
+    return engine_pool.lazy(base_model, {predict.adapter_name(ft_run.run_id): adapter})
 
 
 @pytest.fixture(scope="session")

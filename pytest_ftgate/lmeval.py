@@ -393,19 +393,42 @@ class BenchRunner:
         self._memo = self._memo or hashing.HashMemo()  # sha256 per file, remembered by size and mtime
         return hashing.tree_digest(path, self._memo)
 
-    def evaluate(self, task: BenchTask, side: Side) -> TaskResult:
-        import lm_eval
+    def fingerprint(self, name: str) -> tuple[dict, dict | None]:
+        """(``task_fingerprint``, the loaded task or None) of a task. Remembered in the result cache's directory,
+        keyed by lm-eval's version, the task name and the digest of every file under ``benchmarks.include_path``;
+        a remembered one is re-used only while each local data file it names still has its digest."""
+        memo_path = self.cache.dir / "fingerprints.json" if self.cache else None
+        memo = _read_json(memo_path) if memo_path else {}
+        self._memo = self._memo or hashing.HashMemo()
+        key = hashing.digest_json({"lm_eval": _lm_eval_version(), "task": name, "include": [
+            hashing.tree_digest(p, self._memo) if p.is_dir() else f"missing:{p}" for p in self.catalog.include_paths]})
+        entry = memo.get(key)
+        if entry and all(_local_digest(p, self._memo) == d for p, d in entry["fingerprint"]["data"].items()):
+            return entry["fingerprint"], None
+        _, loaded = self.catalog.load(name)
+        fingerprint = task_fingerprint(loaded)
+        if memo_path:
+            memo[key] = {"task": name, "fingerprint": fingerprint}
+            try:
+                write_atomic(memo_path, json.dumps(memo, indent=1, default=str))
+            except OSError:  # a read-only cache only costs loading the task next time
+                pass
+        return fingerprint, loaded
 
-        tm, loaded = self.catalog.load(task.name)
-        parts = {"schema": CACHE_SCHEMA, "lm_eval": lm_eval.__version__, "task": task.name,
+    def evaluate(self, task: BenchTask, side: Side) -> TaskResult:
+        """One (task, side): from the result cache when its key matches (lm-eval is then not even imported: the
+        task's fingerprint comes from ``fingerprint``), else run with lm-eval and cached."""
+        fingerprint, loaded = self.fingerprint(task.name)
+        parts = {"schema": CACHE_SCHEMA, "lm_eval": _lm_eval_version(), "task": task.name,
                  "num_fewshot": task.num_fewshot, "limit": task.limit or None, **self.settings.key(), **side.key(),
-                 "task_fingerprint": task_fingerprint(loaded)}
+                 "task_fingerprint": fingerprint}
         if self.settings.backend == "local-completions" and not self.settings.session_server:  # not ours to hash
             parts["served"] = {k: model_args(self.settings, side)[1][k] for k in ("model", "base_url")}
         key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
         hit = self.cache.get(key) if self.cache else None
         if hit:
             return TaskResult(task.name, side.label, hit[0], hit[1], cached=True)
+        tm, loaded = self.catalog.load(task.name)  # fresh task objects for the run
         data, samples = self._run(task, side, loaded, tm)
         data["ftgate"] = {"cache_key": key, "key": parts, "side": side.label, **side.key(),
                           "task_sha256": parts["task_fingerprint"]["config_sha256"]}
@@ -568,6 +591,28 @@ def _git_commit(path: str | Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _lm_eval_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lm_eval")
+    except metadata.PackageNotFoundError:  # pragma: no cover - lm-eval is a dependency of the eval extra
+        return "none"
+
+
+def _local_digest(path: str, memo: Any) -> str:
+    """A task data file's digest as ``task_fingerprint`` records it ("not a local file" for hub data)."""
+    return memo.sha256(path) if Path(str(path)).is_file() else "not a local file"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _first_line(exc: object) -> str:

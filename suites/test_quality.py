@@ -40,6 +40,6 @@ def test_the_adapter_changes_the_base_models_answers(predictions, baseline, scor
 
 @pytest.mark.gate("determinism", name="determinism", severity="warn")
 def test_a_second_greedy_pass_gives_the_same_answers(engine, predictions, scorer, test_set, gate, ftgate_config):
-    picked, again = scorer.rerun(engine, predictions.model, ftgate_config.quality.determinism_samples)
+    picked, again = scorer.rerun(engine, predictions, ftgate_config.quality.determinism_samples)
     rows = [test_set.samples[i].index for i in picked]
     gate.check(quality.determinism([predictions.outputs[i] for i in picked], again, rows))

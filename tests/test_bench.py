@@ -225,7 +225,7 @@ def test_a_tasks_fingerprint_is_the_same_in_another_process():
     import subprocess
     import sys
 
-    code = ("import json, sys; from pytest_ftgate import bench; "
+    code = ("import json, sys; from pytest_ftgate import lmeval; "
             "print(json.dumps(lmeval.task_fingerprint(lmeval.TaskCatalog([sys.argv[1]]).load('demo_mc')[1])))")
     out = subprocess.run([sys.executable, "-c", code, str(TASKS)], capture_output=True, text=True, check=True,
                          timeout=300).stdout.strip().splitlines()[-1]
@@ -243,3 +243,29 @@ def test_an_unknown_task_name_lists_the_closest_names_local_and_built_in():
         catalog.load("arc_easy")  # a standard task whose data is not in the offline cache
     with pytest.raises(BenchmarkError, match=r"'ai2_arc' is a tag.*arc_challenge, arc_easy"):
         catalog.load("ai2_arc")
+
+
+def test_a_tasks_fingerprint_is_remembered_until_its_yaml_or_data_changes(tmp_path, monkeypatch):
+    import shutil
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "lm_eval_tasks", tasks)
+    data = tmp_path / "data"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "data", data)
+    for y in tasks.glob("*.yaml"):
+        y.write_text(y.read_text().replace("../data/", f"{data}/"))
+    runner = lmeval.BenchRunner(lmeval.Settings(), lmeval.TaskCatalog([tasks]), lmeval.ResultCache(tmp_path / "c"),
+                                tmp_path / "w", echo=lambda m: None)
+    first, loaded = runner.fingerprint("demo_mc")
+    assert loaded is not None and first["data"]
+    loads = []
+    monkeypatch.setattr(runner.catalog, "load", lambda name: loads.append(name) or lmeval.TaskCatalog([tasks]).load(
+        name))
+    assert runner.fingerprint("demo_mc") == (first, None) and loads == []  # remembered: lm-eval not asked
+    (path,) = [p for p in first["data"] if Path(p).is_file()][:1]
+    Path(path).write_text(Path(path).read_text() + "\n")
+    changed, _ = runner.fingerprint("demo_mc")
+    assert loads == ["demo_mc"] and changed["data"][path] != first["data"][path]  # the data changed: loaded again
+    (tasks / "demo_mc.yaml").write_text((tasks / "demo_mc.yaml").read_text() + "\n# edited\n")
+    runner.fingerprint("demo_mc")
+    assert loads == ["demo_mc", "demo_mc"]  # the task YAML changed: loaded again

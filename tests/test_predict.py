@@ -153,6 +153,21 @@ def test_a_rerun_is_served_from_the_cache_and_a_changed_adapter_is_not(tmp_path)
     assert engine.calls == 4  # new adapter digest, new generation params, new chat template: all misses
 
 
+def test_the_second_greedy_pass_is_generated_once_then_cached_under_its_own_keys(tmp_path):
+    from pytest_ftgate.config import Quality
+
+    cache, engine = PredictionCache(tmp_path), CountingEngine()
+    ts = predict.HeldOutSet("t.json", tuple(predict.Sample(i, (("user", f"q{i}"),), "r") for i in range(6)))
+    scorer = predict.Scorer(ts, [Prompt((("user", f"q{i}"),)) for i in range(6)], GenParams(), Quality(), cache)
+    first = predict.Answers("candidate", "a", [f"{i}q" for i in range(6)], None,
+                            info={"base_sha256": "sha256:b", "adapter_sha256": "sha256:1"})
+    picked, again = scorer.rerun(engine, first, 4)
+    assert len(picked) == 4 and again == [f"{i}q" for i in picked] and engine.calls == 1
+    assert scorer.rerun(engine, first, 4) == (picked, again) and engine.calls == 1  # a re-gate: nothing generated
+    keys = predict.cache_keys(engine, "a", [scorer.prompts[i] for i in picked], GenParams(), first.info)
+    assert not cache.get_many(keys)  # not the first pass's keys: the two passes stay two
+
+
 def test_answers_that_arrived_before_a_failure_are_kept(tmp_path):
     class Flaky(CountingEngine):
         def generate(self, prompts, model=None, params=GenParams(), progress=None):
@@ -319,3 +334,29 @@ def test_forgotten_answers_are_generated_again(tmp_path):
     assert scorer.answers("candidate", engine, "a", str(base), None).cached == 3
     scorer.forget(first)
     assert scorer.answers("candidate", engine, "a", str(base), None).cached == 0 and engine.calls == 2
+
+
+class CountingStartEngine(CountingEngine):
+    starts = 0
+
+    def __init__(self, base_model, cfg, **kwargs):
+        super().__init__()
+
+    def start(self):
+        type(self).starts += 1
+
+
+def test_a_session_whose_answers_are_all_cached_starts_no_engine(tmp_path, monkeypatch):
+    from pytest_ftgate import serve
+
+    monkeypatch.setitem(serve.ENGINES, "counting", ("tests.test_predict:CountingStartEngine", "hf"))
+    CountingStartEngine.starts = 0
+    cache = PredictionCache(tmp_path)
+    prompts = [Prompt((("user", f"q{i}"),)) for i in range(4)]
+    weights = {"base_sha256": "sha256:b", "adapter_sha256": "sha256:1"}
+    cold = serve.EnginePool("counting", None).lazy("base", {"run-a": "/adapter"})
+    first = predict.predict(cold, "run-a", prompts, GenParams(), weights, cache)
+    assert cold.started and CountingStartEngine.starts == 1
+    warm = serve.EnginePool("counting", None).lazy("base", {"run-a": "/adapter"})
+    assert predict.predict(warm, "run-a", prompts, GenParams(), weights, cache)[:2] == (first[0], 4)
+    assert not warm.started and CountingStartEngine.starts == 1  # every answer cached: nothing loaded

@@ -75,6 +75,11 @@ class EnginePool:
             self.engines[key] = engine
         return engine
 
+    def lazy(self, base_model: str | Path, adapters: dict[str, str | Path] | None = None) -> "LazyEngine":
+        """The engine for ``base_model`` as a stand-in that creates and starts it on its first generation: a
+        session whose every answer comes from the prediction cache loads no model and launches no server."""
+        return LazyEngine(self, str(base_model), dict(adapters or {}))
+
     def _guard(self, key: str, step, engine=None):
         try:
             return step()
@@ -88,3 +93,52 @@ class EnginePool:
         engines, self.engines = list(self.engines.values()), {}
         for engine in engines:
             engine.close()
+
+
+class LazyEngine:
+    """An engine of an ``EnginePool`` started on first use. Until then it answers what the prediction cache key
+    needs (``kind``, ``cache_identity``) from an engine object that is constructed but not started (constructing
+    one loads nothing); ``generate`` (or any other use of the engine) starts it through the pool, so a failed start
+    is remembered for the base model as before."""
+
+    def __init__(self, pool: EnginePool, base_model: str, adapters: dict):
+        self._pool, self.base_model, self._adapters = pool, base_model, adapters
+        self._probe = create_engine(pool.kind, base_model, pool.cfg, **pool.engine_kwargs)
+        self.kind = self._probe.kind
+        self._engine = None
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    def engine(self):
+        """The real engine: created, started, adapters attached (once)."""
+        if self._engine is None:
+            self._engine = self._pool.get(self.base_model, self._adapters)
+        return self._engine
+
+    def add_adapter(self, name: str, path: str | Path) -> None:
+        self._adapters[name] = path
+        if self._engine is not None:
+            self._engine.add_adapter(name, path)
+
+    def generate(self, prompts, model=None, params=None, progress=None):
+        from .base import GenParams
+
+        return self.engine().generate(prompts, model, params or GenParams(), progress=progress)
+
+    def cache_identity(self, model: str | None) -> dict:
+        if self._engine is None and self.kind == "vllm" and getattr(self._pool.cfg, "merge", "never") == "auto":
+            return self.engine().cache_identity(model)  # which adapters get merged is known once they are added
+        return (self._engine or self._probe).cache_identity(model)
+
+    def describe(self) -> dict:
+        if self._engine is not None:
+            return self._engine.describe()
+        return {**self._probe.describe(), "adapters": {k: str(v) for k, v in self._adapters.items()},
+                "started": False}
+
+    def __getattr__(self, name: str):  # anything else (tokenizer, url, ...) needs the real engine
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.engine(), name)

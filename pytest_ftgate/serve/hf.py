@@ -86,7 +86,8 @@ class HFEngine(Engine):
             self.adapters.clear()
 
     def cache_identity(self, model: str | None) -> dict:
-        return {"kind": self.kind, "dtype": str(self.cfg.dtype), "device": self.device if self.model else "?"}
+        # the device the model is (or, not loaded yet, will be) on: the same key before and after loading
+        return {"kind": self.kind, "dtype": str(self.cfg.dtype), "device": self.device if self.model else _device()}
 
     # -- generation ----------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], model: str | None = None, params: GenParams = GenParams(),
@@ -168,3 +169,10 @@ def _dtype(name: str, device: str):
                 "float16": torch.float16, "fp16": torch.float16}[name]
     except KeyError:
         raise EngineError(f"engine.dtype {name!r} is not one of auto, float32, bfloat16, float16") from None
+
+
+def _device() -> str:
+    """Where ``start`` puts the model: CUDA when torch sees a GPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
