@@ -174,16 +174,32 @@ def recorded_spec(audit: dict | None, entry: dict) -> rows.DatasetSpec:
 
 
 def prompts_for(test_set: HeldOutSet, chat_template: str = "", raw: bool = False, template_args: dict | None = None,
-                tokenizer: str = "") -> list[Prompt]:
+                tokenizer: str = "", cache: PredictionCache | None = None) -> list[Prompt]:
     """One prompt per sample. With ``template_args`` (the run's LLaMA-Factory ``template`` and its options) each
     prompt is LLaMA-Factory's own encoding of the row (system prompt and tools included), carried as a chat
-    template that renders exactly that text; else ``chat_template`` (the one saved with the adapter) renders it."""
+    template that renders exactly that text; else ``chat_template`` (the one saved with the adapter) renders it.
+    Encoded prompts are remembered in ``cache`` by the digest of the tokenizer's files, the template arguments, the
+    installed LLaMA-Factory and transformers and the row: a re-gate imports neither."""
     if template_args and not raw:
-        from . import lf_template
-
-        return [Prompt(_chat(s.messages), chat_template=lf_template.literal_template(lf_template.prompt_text(
-            tokenizer, template_args, s.messages, s.tools))) for s in test_set.samples]
+        texts = _encoded(test_set, template_args, tokenizer, cache)
+        return [Prompt(_chat(s.messages), chat_template=texts[i]) for i, s in enumerate(test_set.samples)]
     return [Prompt(_chat(s.messages), chat_template=chat_template, raw=raw) for s in test_set.samples]
+
+
+def _encoded(test_set: HeldOutSet, args: dict, tokenizer: str, cache: PredictionCache | None) -> list[str]:
+    from importlib import metadata
+
+    from . import hashing, lf_template
+
+    versions = {d: metadata.version(d) for d in ("llamafactory", "transformers")}
+    base = {"tokenizer": hashing.tree_digest(tokenizer, hashing.HashMemo()), "args": args, **versions}
+    keys = [hashing.digest_json({**base, "messages": s.messages, "tools": s.tools}) for s in test_set.samples]
+    found = cache.get_prompts(keys) if cache else {}
+    fresh = {k: lf_template.literal_template(lf_template.prompt_text(tokenizer, args, s.messages, s.tools))
+             for k, s in zip(keys, test_set.samples) if k not in found}
+    if cache and fresh:
+        cache.put_prompts(fresh)
+    return [found.get(k) or fresh[k] for k in keys]
 
 
 def _chat(messages: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -347,7 +363,8 @@ class Scorer:
         args = lf_template.template_args(training_config)
         if args and not raw and lf_template.available():
             tokenizer = lf_template.tokenizer_dir(adapter_dir, base_model)
-            return cls(test_set, prompts_for(test_set, template_args=args, tokenizer=tokenizer), params, q, cache)
+            return cls(test_set, prompts_for(test_set, template_args=args, tokenizer=tokenizer, cache=cache), params, q,
+                       cache)
         template = "" if raw else (chat_template_of(adapter_dir) if adapter_dir else "") or chat_template_of(base_model)
         return cls(test_set, prompts_for(test_set, template, raw), params, q, cache)
 

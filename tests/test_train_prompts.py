@@ -91,3 +91,25 @@ def test_the_runs_template_decides_and_a_run_without_one_keeps_the_saved_chat_te
 
     rendered = Environment(trim_blocks=True, lstrip_blocks=True).from_string(lf_template.literal_template(text))
     assert rendered.render() == text
+
+
+@pytest.mark.slow
+def test_encoded_prompts_are_remembered_and_a_changed_tokenizer_encodes_again(base_model, tmp_path, monkeypatch):
+    import shutil
+
+    from pytest_ftgate.serve.cache import PredictionCache
+
+    (tmp_path / "t.json").write_text(json.dumps(ROWS))
+    test_set = predict.load_test_set(tmp_path / "t.json")
+    cache = PredictionCache(tmp_path / "cache")
+    first = predict.prompts_for(test_set, template_args={"template": "default"}, tokenizer=str(base_model), cache=cache)
+    calls = []
+    real = lf_template.prompt_text
+    monkeypatch.setattr(lf_template, "prompt_text", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = predict.prompts_for(test_set, template_args={"template": "default"}, tokenizer=str(base_model), cache=cache)
+    assert again == first and calls == []  # a re-gate: LLaMA-Factory's template code is not called
+    tok = tmp_path / "tok"
+    shutil.copytree(base_model, tok)
+    (tok / "tokenizer_config.json").write_text((tok / "tokenizer_config.json").read_text().replace("}", ', "x": 1}', 1))
+    predict.prompts_for(test_set, template_args={"template": "default"}, tokenizer=str(tok), cache=cache)
+    assert len(calls) == len(ROWS)  # another tokenizer: encoded again

@@ -38,6 +38,7 @@ class PredictionCache:
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS predictions (key TEXT PRIMARY KEY, output TEXT, created REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS prompts (key TEXT PRIMARY KEY, text TEXT)")  # encoded prompts
         self._db.commit()
 
     @staticmethod
@@ -65,6 +66,21 @@ class PredictionCache:
     def delete(self, keys: Sequence[str]) -> None:
         with self._lock:
             self._db.executemany("DELETE FROM predictions WHERE key = ?", [(k,) for k in keys])
+            self._db.commit()
+
+    def get_prompts(self, keys: Sequence[str]) -> dict[str, str]:
+        """Encoded prompts (LLaMA-Factory's template applied) by the digest of what decides them."""
+        out: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                out.update(self._db.execute(f"SELECT key, text FROM prompts WHERE key IN ({marks})", chunk))
+        return out
+
+    def put_prompts(self, items: dict[str, str]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO prompts VALUES (?, ?)", list(items.items()))
             self._db.commit()
 
     def close(self) -> None:
