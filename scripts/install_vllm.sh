@@ -75,6 +75,9 @@ fi
 if [ "$DEVICE" = cpu ]; then
     "$VENV/bin/uv" pip uninstall -q --python "$VENV/bin/python" torchvision torchaudio torchcodec 2>/dev/null || true
 fi
+# Bytecode for the whole environment (see scripts/install.sh): a vLLM server start would compile vllm, torch and
+# transformers from source each time where PYTHONDONTWRITEBYTECODE is set.
+"$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
 # The smoke test: the CLI answers its version, and transformers + lm-eval import.
 version=$("$VENV/bin/vllm" --version 2>/dev/null | tail -1)
 "$VENV/bin/python" -c 'import transformers, lm_eval' >/dev/null
