@@ -100,9 +100,9 @@ def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | 
 
         cuda = not on_cpu()
     if cuda is None:
-        import torch
+        from .serve.base import torch_sees_cuda
 
-        cuda = backend == "hf" and torch.cuda.is_available()
+        cuda = backend == "hf" and torch_sees_cuda()
     dtype = e.dtype if e.dtype != "auto" else ("bfloat16" if cuda else "float32")
     return Settings(backend=backend, device="cuda" if cuda else "cpu", dtype=dtype, batch_size=b.batch_size,
                     bootstrap_iters=b.bootstrap_iters, trust_remote_code=cfg.audit.trust_remote_code, engine=e,

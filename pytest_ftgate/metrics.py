@@ -43,6 +43,17 @@ class Scores:
         known = ", ".join(list(self.aggregate) + list(self.extra))
         raise KeyError(f"metric {metric!r} was not computed; known metrics: {known}")
 
+    def to_dict(self) -> dict:
+        """Plain JSON (lists of floats) of the built-in scores; ``from_dict`` gives them back exactly."""
+        return {"per_sample": {k: [float(x) for x in v] for k, v in self.per_sample.items()},
+                "aggregate": dict(self.aggregate), "bleu_stats": np.asarray(self.bleu_stats).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scores":
+        return cls(per_sample={k: np.array(v, dtype=float) for k, v in d["per_sample"].items()},
+                   aggregate={k: float(v) for k, v in d["aggregate"].items()},
+                   bleu_stats=np.array(d["bleu_stats"], dtype=float).reshape(-1, 10))
+
     def resampled(self, metric: str, idx: np.ndarray) -> np.ndarray:
         """The metric on each bootstrap resample; ``idx`` is (resamples, n) row indices."""
         if metric == "bleu":

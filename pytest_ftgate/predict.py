@@ -378,7 +378,7 @@ class Scorer:
         outputs, cached, seconds = predict(engine, model, self.prompts, self.params, weights, self.cache,
                                            desc=f"{label} answers")
         refs = [s.reference for s in self.test_set.samples]
-        scores = metrics.score(outputs, refs, use_stemmer=self.q.rouge_stemmer)
+        scores = self.score(outputs, refs)
         for name in self.q.extra_metrics:
             scores.extra.update(metrics.evaluate_module(name, outputs, refs))
         info = {**weights, "engine": engine.kind, "cached": cached, "generation_s": round(seconds, 3),
@@ -387,6 +387,24 @@ class Scorer:
         answers.keys = cache_keys(engine, model, self.prompts, self.params, weights)
         answers.problems = self.test_set.problems
         return answers
+
+    def score(self, outputs: list[str], refs: list[str]) -> metrics.Scores:
+        """The built-in metrics of these answers, remembered in the cache by the digest of the answers, the
+        references, the settings and the metric libraries' versions (a re-gate imports neither rouge-score nor
+        sacrebleu)."""
+        from importlib import metadata
+
+        from . import hashing
+
+        key = hashing.digest_json({"scores": 1, "stemmer": self.q.rouge_stemmer, "outputs": outputs, "refs": refs,
+                                   **{d: metadata.version(d) for d in ("rouge-score", "sacrebleu")}})
+        found = self.cache.get_scores(key) if self.cache else None
+        if found is not None:
+            return metrics.Scores.from_dict(found)
+        scores = metrics.score(outputs, refs, use_stemmer=self.q.rouge_stemmer)
+        if self.cache:
+            self.cache.put_scores(key, scores.to_dict())
+        return scores
 
     def forget(self, answers: Answers) -> None:
         """Drop these answers from the cache (an engine that failed a gate must not hand them back once fixed)."""

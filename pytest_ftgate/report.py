@@ -220,9 +220,31 @@ def decisions(evidence_: list[RunEvidence]) -> str:
 
 # -- curves --------------------------------------------------------------------------------------------------------
 def loss_png(history: Mapping[str, list], keys: tuple[str, ...] = ("loss", "eval_loss")) -> bytes | None:
-    """loss and eval_loss against the step as a PNG (matplotlib, Agg); red dotted lines mark non-finite values."""
+    """loss and eval_loss against the step as a PNG (matplotlib, Agg); red dotted lines mark non-finite values.
+    Remembered in the user cache by the digest of the plotted points: a re-gate draws nothing (matplotlib's import
+    alone costs about a second)."""
     if not any(history.get(k) for k in keys):
         return None
+    from . import hashing
+
+    points = {k: [[s, v if isinstance(v, (int, float)) and math.isfinite(v) else str(v)] for s, v in
+                  history.get(k, [])] for k in keys}
+    memo = hashing.cache_dir() / "plots" / f"{hashing.bare(hashing.digest_json({'v': 1, 'points': points}))}.png"
+    try:
+        return memo.read_bytes()
+    except OSError:
+        pass
+    png = _draw_loss(history, keys)
+    try:
+        from .fileio import write_atomic
+
+        write_atomic(memo, png, fsync=False)
+    except OSError:  # a read-only cache only costs drawing it again
+        pass
+    return png
+
+
+def _draw_loss(history: Mapping[str, list], keys: tuple[str, ...]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -360,3 +360,17 @@ def test_a_session_whose_answers_are_all_cached_starts_no_engine(tmp_path, monke
     warm = serve.EnginePool("counting", None).lazy("base", {"run-a": "/adapter"})
     assert predict.predict(warm, "run-a", prompts, GenParams(), weights, cache)[:2] == (first[0], 4)
     assert not warm.started and CountingStartEngine.starts == 1  # every answer cached: nothing loaded
+
+
+def test_scores_of_unchanged_answers_are_read_back_not_recomputed(tmp_path, monkeypatch):
+    from pytest_ftgate import metrics
+    from pytest_ftgate.config import Quality
+
+    cache = PredictionCache(tmp_path)
+    scorer = predict.Scorer(None, [], GenParams(), Quality(), cache)
+    first = scorer.score(["a b", "c"], ["a b", "d"])
+    monkeypatch.setattr(metrics, "score", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = scorer.score(["a b", "c"], ["a b", "d"])
+    assert again.aggregate == first.aggregate and (again.per_sample["f1"] == first.per_sample["f1"]).all()
+    with pytest.raises(AssertionError, match="recomputed"):
+        scorer.score(["a b", "x"], ["a b", "d"])  # another answer: scored again

@@ -104,6 +104,21 @@ class Engine(abc.ABC):
 
 from ..lora import adapter_config  # noqa: E402,F401 (the one reader of adapter_config.json)
 
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version", "/dev/kfd")  # CUDA, ROCm
+
+
+def torch_sees_cuda() -> bool:
+    """``torch.cuda.is_available()``, without importing torch (seconds) on a machine with no GPU driver: without an
+    NVIDIA or ROCm device node it is False for every torch build."""
+    import os
+    import sys
+
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in GPU_DEVICE_NODES):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
 
 def check_adapter_files(path: str | Path, allow_pickle: bool) -> None:
     """Safetensors only, unless pickle is allowed (``--ftgate-allow-pickle``)."""

@@ -39,6 +39,7 @@ class PredictionCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS predictions (key TEXT PRIMARY KEY, output TEXT, created REAL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS prompts (key TEXT PRIMARY KEY, text TEXT)")  # encoded prompts
+        self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, scores TEXT)")  # metrics.Scores
         self._db.commit()
 
     @staticmethod
@@ -81,6 +82,17 @@ class PredictionCache:
     def put_prompts(self, items: dict[str, str]) -> None:
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO prompts VALUES (?, ?)", list(items.items()))
+            self._db.commit()
+
+    def get_scores(self, key: str) -> dict | None:
+        """Scores (as ``metrics.Scores.to_dict``) by the digest of the answers, references and metric settings."""
+        with self._lock:
+            row = self._db.execute("SELECT scores FROM scores WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_scores(self, key: str, scores: dict) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?)", (key, json.dumps(scores)))
             self._db.commit()
 
     def close(self) -> None:

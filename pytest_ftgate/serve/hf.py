@@ -4,11 +4,22 @@ greedy generation with left padding. The default where there is no GPU. No scori
 The base model answers through ``PeftModel.disable_adapter()`` and an adapter through ``set_adapter(name)``,
 so base and adapters share the loaded weights. float32 on CPU (greedy outputs are then identical across batch
 sizes), bfloat16 on CUDA when ``engine.dtype`` is ``auto``.
+
+Each batch's KV cache is preallocated for prompt + new tokens (no per-step concatenation).
+
+While an adapter answers, its LoRA deltas are merged into the base weights (``engine.merge_lora: auto``, the
+default; ``never`` turns it off), so generation runs plain Linear layers instead of base + A·B per layer (~1.2x
+fewer CPU seconds on a ~23M model). Merging is peft's safe merge (new weight tensors) and unmerging puts the
+original tensors back, so the base model and other adapters answer bit for bit as before. Only vanilla LoRA on
+plain float32 ``nn.Linear`` layers whose weights no other module shares is merged (not DoRA, bfloat16,
+quantized or tied weights); anything else answers unmerged. Merged sums round differently: the prediction cache
+key of an adapter's answers says ``merge_lora``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import warnings
 from pathlib import Path
@@ -28,6 +39,8 @@ class HFEngine(Engine):
         self.tokenizer = None
         self.device = "cpu"
         self.dtype = None
+        self._merged: tuple[str, list] | None = None  # (adapter, [(parameter, its original tensor), ...])
+        self._merge_policy = _merge_policy(cfg)
 
     # -- loading -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -66,6 +79,7 @@ class HFEngine(Engine):
             self.start()
             if self.adapters.get(name) == path:
                 return
+            self._unmerge()
             try:
                 if not isinstance(self.model, PeftModel):
                     self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
@@ -81,13 +95,18 @@ class HFEngine(Engine):
 
     def close(self) -> None:
         with self._lock:
+            self._merged = None
             self.model = None
             self.tokenizer = None
             self.adapters.clear()
 
     def cache_identity(self, model: str | None) -> dict:
         # the device the model is (or, not loaded yet, will be) on: the same key before and after loading
-        return {"kind": self.kind, "dtype": str(self.cfg.dtype), "device": self.device if self.model else _device()}
+        identity = {"kind": self.kind, "dtype": str(self.cfg.dtype),
+                    "device": self.device if self.model else _device()}
+        if model is not None and self._merge_policy != "never":
+            identity["merge_lora"] = self._merge_policy  # merged sums may round to another greedy token
+        return identity
 
     # -- generation ----------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], model: str | None = None, params: GenParams = GenParams(),
@@ -120,6 +139,8 @@ class HFEngine(Engine):
     def _selected(self, model: str | None):
         from peft import PeftModel
 
+        if self._merged and self._merged[0] != model:
+            self._unmerge()
         if not isinstance(self.model, PeftModel):
             yield
         elif model is None:
@@ -127,9 +148,66 @@ class HFEngine(Engine):
                 warnings.filterwarnings("ignore", message="The model contains some adapter layers")
                 with self.model.disable_adapter():
                     yield
-        else:
+        elif self._merged is None:  # peft's set_adapter on merged layers would unmerge them by subtraction
             self.model.set_adapter(model)
+            self._merge(model)
             yield
+        else:
+            yield
+
+    # -- merged LoRA ---------------------------------------------------------------------------------------------
+    def _mergeable(self, name: str) -> list | None:
+        """The LoRA layers of adapter ``name`` when all of them can be merged and restored exactly, else None."""
+        import torch
+        from peft.tuners.lora.layer import Linear, LoraLayer
+
+        config = self.model.peft_config.get(name)
+        if self._merge_policy == "never" or self.dtype != torch.float32 or config is None \
+                or getattr(config, "peft_type", None) != "LORA":
+            return None
+        shared: dict[int, int] = {}
+        for _, param in self.model.named_parameters(remove_duplicate=False):
+            shared[param.data_ptr()] = shared.get(param.data_ptr(), 0) + 1
+        layers = []
+        for module in self.model.modules():
+            if not isinstance(module, LoraLayer) or name not in module.lora_A:
+                continue
+            base = module.get_base_layer()
+            if type(module) is not Linear or name in module.lora_variant or type(base) is not torch.nn.Linear \
+                    or base.weight.dtype != torch.float32 or shared.get(base.weight.data_ptr(), 0) > 1:
+                return None
+            layers.append(module)
+        return layers or None
+
+    def _merge(self, name: str) -> None:
+        """Add adapter ``name``'s deltas into new weight tensors, keeping the originals to put back."""
+        layers = self._mergeable(name)
+        if not layers:
+            return
+        saved = []
+        for module in layers:
+            base = module.get_base_layer()
+            saved += [(p, p.data) for p in (base.weight, base.bias) if p is not None]
+        self._merged = (name, saved)
+        try:
+            for module in layers:
+                module.merge(safe_merge=True, adapter_names=[name])
+        except ValueError:  # non-finite merged weights: answer unmerged, as peft would compute them
+            self._unmerge()
+
+    def _unmerge(self) -> None:
+        """Put the original base tensors back (bit for bit; peft's unmerge would subtract and round)."""
+        from peft.tuners.lora.layer import LoraLayer
+
+        if self._merged is None:
+            return
+        _, saved = self._merged
+        self._merged = None
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                module.merged_adapters.clear()
+        for param, original in saved:
+            param.data = original
 
     def _generate_texts(self, texts: list[str], specials: bool, params: GenParams,
                         progress: Progress | None) -> list[str]:
@@ -149,14 +227,84 @@ class HFEngine(Engine):
             idx = order[start:start + bs]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=specials)
             enc = {k: v.to(self.device) for k, v in enc.items()}
+            cache = _kv_cache(self.model.config, enc["input_ids"].shape[1] + params.max_new_tokens)
             with torch.inference_mode():
-                ids = self.model.generate(**enc, generation_config=gen)
+                ids = self.model.generate(**enc, generation_config=gen, **cache)
             new = ids[:, enc["input_ids"].shape[1]:]
             for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True)):
                 out[i] = text
             if progress:
                 progress(len(idx))
         return out
+
+
+def _kv_cache(config, length: int) -> dict:
+    """``past_key_values``: a DynamicCache whose full-attention layers write into buffers of ``length`` tokens.
+
+    transformers' DynamicLayer concatenates every step (the whole cache copied per token: 13-16% of the CPU
+    profile on a ~23M model; measured 2-5% fewer CPU seconds); these append in place and hand attention views
+    of the same values, so answers are bit for bit the same. Models whose cache has
+    other layer kinds (sliding window, linear attention) keep them; no cache is passed where none is built.
+    """
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        cache = DynamicCache(config=config)
+    except Exception:  # noqa: BLE001 - an unusual model: generate builds its own cache
+        return {}
+    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return {}
+    cache.layers = [_buffered_layer()(length) for _ in cache.layers]
+    return {"past_key_values": cache}
+
+
+@functools.cache
+def _buffered_layer():
+    """The buffered cache layer class (defined on first use: transformers is imported lazily)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class BufferedLayer(DynamicLayer):
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity = capacity
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            self._k = key_states.new_empty(*key_states.shape[:2], self.capacity, key_states.shape[-1])
+            self._v = value_states.new_empty(*value_states.shape[:2], self.capacity, value_states.shape[-1])
+            self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
+            self.is_initialized = True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            start = self.keys.shape[-2]
+            end = start + key_states.shape[-2]
+            if end > self._k.shape[2]:  # longer than planned: grow (copy once)
+                self._k, self._v = _grown(self._k, start, 2 * end), _grown(self._v, start, 2 * end)
+            self._k[:, :, start:end] = key_states
+            self._v[:, :, start:end] = value_states
+            self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.keys.shape[-2] if self.is_initialized else 0
+
+    return BufferedLayer
+
+
+def _grown(buffer, used: int, capacity: int):
+    bigger = buffer.new_empty(*buffer.shape[:2], capacity, buffer.shape[-1])
+    bigger[:, :, :used] = buffer[:, :, :used]
+    return bigger
+
+
+def _merge_policy(cfg) -> str:
+    """``engine.merge_lora``: auto (merge an answering adapter's LoRA when that is exact to undo) or never."""
+    policy = str(getattr(cfg, "merge_lora", "auto") or "auto")
+    if policy not in ("auto", "never"):
+        raise EngineError(f"engine.merge_lora {policy!r} is not one of auto, never")
+    return policy
 
 
 def _dtype(name: str, device: str):
@@ -173,6 +321,6 @@ def _dtype(name: str, device: str):
 
 def _device() -> str:
     """Where ``start`` puts the model: CUDA when torch sees a GPU."""
-    import torch
+    from .base import torch_sees_cuda
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if torch_sees_cuda() else "cpu"
