@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pytest_ftgate import attest, cli
+from pytest_ftgate.hashing import prefixed
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ PARAMS = {"ftgate.dataset_sha256": "sha256:" + "c" * 64, "ftgate.config_sha256":
 
 def trained(adapter):
     """The audit record's output_artifacts as training wrote them for ``adapter``."""
-    files = [{"name": f["name"], "sha256": "sha256:" + f["sha256"]} for f in attest.file_digests(adapter)]
+    files = [{"name": f["name"], "sha256": prefixed(f["sha256"])} for f in attest.file_digests(adapter)]
     return {"output_artifacts": {"adapter": {"files": files}}}
 
 
