@@ -183,7 +183,7 @@ def engine(test_set, engine_pool, base_model: str, adapter, ft_run: RunRecord):
 
 @pytest.fixture(scope="session")
 def test_set(ftgate_session: FtgateSession, ftgate_config: FtgateConfig, audit_record):
-    """The held-out test set (``predict.TestSet``): --ftgate-test-set / quality.test_set, else the run's recorded
+    """The held-out test set (``predict.HeldOutSet``): --ftgate-test-set / quality.test_set, else the run's recorded
     test file (hash-checked against the audit record)."""
     from . import predict
 

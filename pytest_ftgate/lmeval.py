@@ -79,13 +79,8 @@ def completions_url(url: str) -> str:
 
 def settings_from_config(cfg: FtgateConfig, engine_kind: str = "", cuda: bool | None = None) -> Settings:
     """The settings of ``ftgate.yaml`` (``benchmarks`` and ``engine``); ``engine_kind`` is ``--ftgate-engine``."""
-    b, e = cfg.benchmarks, cfg.engine
+    b, e = cfg.benchmarks, cfg.engine  # their values were validated when ftgate.yaml was loaded (config.py)
     where = cfg.source or "ftgate.yaml"
-    if b.backend not in BACKENDS:
-        raise ConfigError(f"{where}: benchmarks.backend {b.backend!r} is not one of {', '.join(BACKENDS)}")
-    if b.batch_size < 1:
-        raise ConfigError(f"{where}: benchmarks.batch_size must be a positive integer (never auto on CPU: lm-eval "
-                          f"probes for minutes), got {b.batch_size}")
     backend = b.backend
     session_server = backend == "auto" and (engine_kind or e.kind) == "vllm"
     if backend == "auto":
@@ -676,12 +671,12 @@ def gate_specs(cfg: FtgateConfig) -> list[tuple[str, str, str, BenchTask]]:
 
 def runner_for(cfg: FtgateConfig, engine_kind: str, root: str | Path, work_dir: str | Path,
                echo: Callable[[str], None] = print) -> BenchRunner:
-    """The session's runner: paths of ``benchmarks`` relative to the config file (to ``root`` without one)."""
+    """The session's runner (``benchmarks`` paths were resolved against ftgate.yaml's directory at load)."""
     here = Path(cfg.source).parent if cfg.source else Path(root)
     b = cfg.benchmarks
-    cache = ResultCache(here / b.cache_dir if b.cache_dir else Path(root) / ".ftgate" / "bench-cache") \
+    cache = ResultCache(Path(b.cache_dir) if b.cache_dir else Path(root) / ".ftgate" / "bench-cache") \
         if b.cache else None
-    return BenchRunner(settings_from_config(cfg, engine_kind), TaskCatalog([here / p for p in b.include_path]),
+    return BenchRunner(settings_from_config(cfg, engine_kind), TaskCatalog([Path(p) for p in b.include_path]),
                        cache, work_dir, echo, git_dir=here)
 
 

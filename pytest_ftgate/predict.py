@@ -128,12 +128,11 @@ def _listed(items: Sequence[str], n: int = 8) -> str:
     return "; ".join(items[:n]) + more
 
 
-def recorded_test_file(audit: dict | None) -> dict | None:
+def recorded_test_file(audit) -> dict | None:
     """The audit record's dataset entry with split "test" (seed 002 shape), or None."""
-    for entry in ((audit or {}).get("input_artifacts") or {}).get("datasets") or []:
-        if entry.get("split") == "test":
-            return entry
-    return None
+    from .record import AuditRecord
+
+    return AuditRecord.of(audit).test_dataset
 
 
 def resolve_test_set(explicit: str, audit: dict | None, max_samples: int = 0,
@@ -163,7 +162,9 @@ def recorded_spec(audit: dict | None, entry: dict) -> rows.DatasetSpec:
     """The registration of the recorded test dataset: its ``name`` in the dataset_info.json the audit record names
     (``input_artifacts.dataset_info.path``), as ``data.from_lineage`` reads it for the data gates; the recorded
     format with LLaMA-Factory's default columns when that file cannot be read (the schema gate says why)."""
-    where = str((((audit or {}).get("input_artifacts") or {}).get("dataset_info") or {}).get("path") or "")
+    from .record import AuditRecord
+
+    where = str(AuditRecord.of(audit).dataset_info_path or "")
     info, problem = None, ""
     if where:
         try:

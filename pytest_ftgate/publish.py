@@ -199,7 +199,7 @@ class Publisher:
                 gating[dist.replace("-", "_")] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 pass
-        env = ((ev.audit or {}).get("reproducibility") or {}).get("environment") or {}
+        env = AuditRecord.of(ev.audit).environment
         return {"training": env, "gating": gating}
 
     def _promote(self, evs: list[RunEvidence]) -> list[str]:

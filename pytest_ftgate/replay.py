@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .record import AuditRecord
+
 _MEMO: dict[tuple, list[tuple[int, float]]] = {}  # one replay per (config, data, base model, steps) per process
 
 
@@ -26,8 +28,8 @@ def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
     from .errors import ConfigError
     from .train import resolve_paths
 
-    inputs = record.get("input_artifacts") or {}
-    config = inputs.get("config") or {}
+    view = AuditRecord.of(record)
+    config = view.config
     try:
         args = yaml.safe_load(config.get("content") or "")
     except yaml.YAMLError as exc:
@@ -36,7 +38,7 @@ def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
         raise ConfigError("the audit record holds no config content to re-train from (input_artifacts.config)")
     here = Path(config.get("working_dir") or Path(config.get("file") or ".").parent)  # as training resolved them
     resolve_paths(args, here.resolve())  # train.load_spec's own resolution: `~/data` is the home directory's
-    base = (inputs.get("base_model") or {}).get("path")
+    base = view.base_model_path
     if base:
         args["model_name_or_path"] = base
     args.update(output_dir=str(output_dir), overwrite_output_dir=True, report_to="none", plot_loss=False)
@@ -45,13 +47,12 @@ def replay_args(record: dict, steps: int, output_dir: Path) -> dict:
 
 def replay_losses(record: dict, steps: int, work: Path) -> list[tuple[int, float]]:
     """Train the recorded config for ``steps`` steps in a child process; the loss at each logged step."""
-    inputs = record.get("input_artifacts") or {}
-    key = ((inputs.get("config") or {}).get("sha256"), (inputs.get("base_model") or {}).get("hash"),
-           tuple(d.get("sha256") for d in inputs.get("datasets") or []), steps)
+    view = AuditRecord.of(record)
+    key = (view.config_sha256, view.base_model_hash, tuple(d.get("sha256") for d in view.datasets), steps)
     if key in _MEMO:
         return _MEMO[key]
     work.mkdir(parents=True, exist_ok=True)
-    determinism = (record.get("reproducibility") or {}).get("determinism") or {}
+    determinism = view.determinism
     job = {"args": replay_args(record, steps, work / "output"), "steps": steps,
            "torch_num_threads": determinism.get("torch_num_threads"), "result_path": str(work / "result.json")}
     (work / "job.json").write_text(json.dumps(job, indent=1))

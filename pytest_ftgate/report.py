@@ -404,42 +404,43 @@ def samples_table(gates: list[dict]) -> str:
 
 # -- the audit record ----------------------------------------------------------------------------------------------
 def audit_html(ev: RunEvidence, gates: list[dict]) -> str:
-    a = ev.audit or {}
+    from .record import ARTIFACT, AuditRecord
+
+    a = AuditRecord.of(ev.audit)
     parts = []
     if not a:
-        parts.append(note("no audit record (artifact audit/audit_record.json) on this run"))
-    inputs = a.get("input_artifacts") or {}
-    if inputs:
-        parts.append(table(["input", "path / name", "sha256", "detail"], _input_rows(inputs), "ftgate-hashes"))
-    recorded = {f.get("name"): f.get("sha256") for f in
-                ((a.get("output_artifacts") or {}).get("adapter") or {}).get("files") or []}
+        parts.append(note(f"no audit record (artifact {ARTIFACT}) on this run"))
+    if a.inputs:
+        parts.append(table(["input", "path / name", "sha256", "detail"], _input_rows(a), "ftgate-hashes"))
+    recorded = {f.get("name"): f.get("sha256") for f in a.adapter_files}
     if ev.adapter_files or recorded:
         names = sorted({f["name"] for f in ev.adapter_files} | set(recorded))
         actual = {f["name"]: f for f in ev.adapter_files}
         parts.append(table(["adapter file", "sha256 (artifact)", "size", "matches audit record"], [
             [n, (actual.get(n) or {}).get("sha256"), (actual.get(n) or {}).get("size"),
              "–" if not recorded else (recorded.get(n) == (actual.get(n) or {}).get("sha256"))] for n in names]))
-    repro = a.get("reproducibility") or {}
+    repro = a.reproducibility
     parts.append('<div class="ftgate-row">' + "".join(
         f"<div><h4>{e(title)}</h4>{table(['key', 'value'], sorted(repro[title].items()))}</div>"
-        for title in ("environment", "seeds", "hardware", "determinism") if repro.get(title)) + "</div>")
-    if a.get("provenance"):
-        adopted = a.get("adopted") or {}
-        parts.append(note(f"provenance: {a['provenance']} ({adopted.get('by', '')} {adopted.get('at', '')}); "
+        for title in ("environment", "seeds", "hardware", "determinism") if isinstance(repro.get(title), dict)
+        and repro.get(title)) + "</div>")
+    if a.provenance:
+        adopted = a.adopted
+        parts.append(note(f"provenance: {a.provenance} ({adopted.get('by', '')} {adopted.get('at', '')}); "
                           f"not established: {'; '.join(adopted.get('not_established') or []) or 'nothing'}"))
-    if a.get("training_record"):
-        parts.append(folded("training record", details_html(a["training_record"])))
+    if a.training:
+        parts.append(folded("training record", details_html(a.training)))
     return "".join(parts)
 
 
-def _input_rows(inputs: Mapping) -> list[list]:
-    base, cfg, info = (inputs.get(k) or {} for k in ("base_model", "config", "dataset_info"))
-    return [["base model", base.get("source") or base.get("path"), base.get("hash"),
-             f"{len(base.get('files') or [])} files"],
+def _input_rows(a) -> list[list]:
+    base, cfg = a.base_model, a.config
+    return [["base model", base.get("source") or a.base_model_path, a.base_model_hash,
+             f"{len(a.base_model_files)} files"],
             *[[f"dataset ({d.get('split')})", d.get("name"), d.get("sha256"),
-               f"{d.get('samples')} samples, {d.get('format')}"] for d in inputs.get("datasets") or []],
-            ["dataset_info", info.get("path"), info.get("sha256"), ""],
-            ["config", cfg.get("file"), cfg.get("sha256"), f"git {cfg.get('git_commit') or '–'}"]]
+               f"{d.get('samples')} samples, {d.get('format')}"] for d in a.datasets],
+            ["dataset_info", a.dataset_info_path, a.dataset_info_sha256, ""],
+            ["config", a.config_file, a.config_sha256, f"git {cfg.get('git_commit') or '–'}"]]
 
 
 def engine_section(gates: list[dict]) -> str:

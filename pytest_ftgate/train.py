@@ -249,8 +249,9 @@ def lineage_params(inputs: dict) -> dict[str, str]:
 def trained_datasets(record: dict | None, params: dict) -> list[str]:
     """The names of the datasets a run trained on: its audit record's train split, else LLaMA-Factory's
     ``dataset`` as ``ftgate train``/``ftgate adopt`` log it (``llamafactory.dataset``)."""
-    entries = ((record or {}).get("input_artifacts") or {}).get("datasets") or []
-    names = [str(d.get("name")) for d in entries if isinstance(d, dict) and d.get("split") == "train"]
+    from .record import AuditRecord
+
+    names = [str(d.get("name")) for d in AuditRecord.of(record).datasets if d.get("split") == "train"]
     return names or _names(params.get("llamafactory.dataset"))
 
 

@@ -155,9 +155,9 @@ def log_outputs(mlflow: Any, job: dict, record: dict, run: Any) -> None:
         experiment_id=run.info.experiment_id, run_id=run.info.run_id, created_at=_utc(), inputs=job["inputs"],
         training=training, adapter_files=files, args=args,
         seeds={"seed": args.get("seed", 42), "data_seed": args.get("data_seed")})
-    adapter_sha = rec["output_artifacts"]["adapter"]["sha256"]
+    adapter_sha = audit_record.AuditRecord(rec).adapter_sha256
     mlflow.log_params({"ftgate.adapter_sha256": adapter_sha, "ftgate.output_dir": str(out)})
-    mlflow.log_dict(rec, "audit/audit_record.json")
+    mlflow.log_dict(rec, audit_record.ARTIFACT)
     mlflow.log_text(audit_record.pip_freeze(), "audit/pip_freeze.txt")
     mlflow.log_text(job["inputs"]["config"]["content"], f"audit/{Path(job['config_file']).name}")
 

@@ -143,3 +143,60 @@ def test_the_vllm_engine_serves_base_and_adapter_through_the_fake_server(base, a
         assert vllm.generate(ok, None, PARAMS) == local.generate(ok, None, PARAMS)
     finally:
         vllm.close()
+
+
+def engine_cfg(**settings):
+    """An engine config with settings config.Engine may not declare yet (engine.merge_lora)."""
+    import dataclasses
+    import types
+
+    return types.SimpleNamespace(**{**dataclasses.asdict(Engine()), **settings})
+
+
+def test_merged_lora_answers_like_unmerged_and_unmerging_restores_the_base_weights_bit_for_bit(base, adapters):
+    import torch
+
+    merged = create_engine("hf", base, engine_cfg(merge_lora="auto"))
+    plain = create_engine("hf", base, engine_cfg(merge_lora="never"))
+    for engine in (merged, plain):
+        for name, path in adapters.items():
+            engine.add_adapter(name, path)
+    before = {k: v.clone() for k, v in merged.model.state_dict().items()}
+    base_answers = plain.generate(PROMPTS, None, PARAMS)
+    for name in ("a", "b", "a"):  # b: LoRA merged, its lm_head copy (modules_to_save) served by peft as before
+        assert merged.generate(PROMPTS, name, PARAMS) == plain.generate(PROMPTS, name, PARAMS)
+        assert merged._merged is not None and merged._merged[0] == name and plain._merged is None
+        assert merged.generate(PROMPTS, None, PARAMS) == base_answers
+        assert merged._merged is None
+        after = merged.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    assert merged.cache_identity("a")["merge_lora"] == "auto" and "merge_lora" not in plain.cache_identity("a")
+    assert "merge_lora" not in merged.cache_identity(None)
+
+
+def test_an_unknown_merge_lora_setting_names_the_choices(base):
+    with pytest.raises(EngineError, match="engine.merge_lora 'always' is not one of auto, never"):
+        create_engine("hf", base, engine_cfg(merge_lora="always"))
+
+
+def test_the_preallocated_kv_cache_answers_like_transformers_own_cache(base, adapters, engine, monkeypatch):
+    from pytest_ftgate.serve import hf
+
+    ours = engine.generate(PROMPTS, "a", PARAMS)  # prompts of 2 to 9 words: left-padded batches
+    longer = engine.generate(PROMPTS, None, GenParams(max_new_tokens=20))
+    monkeypatch.setattr(hf, "_kv_cache", lambda config, length: {})
+    assert engine.generate(PROMPTS, "a", PARAMS) == ours
+    assert engine.generate(PROMPTS, None, GenParams(max_new_tokens=20)) == longer
+
+
+def test_a_kv_cache_longer_than_planned_grows_and_keeps_its_values():
+    import torch
+
+    from pytest_ftgate.serve.hf import _buffered_layer
+
+    layer = _buffered_layer()(2)
+    steps = [torch.randn(2, 3, n, 4) for n in (2, 1, 3)]
+    for k in steps:
+        keys, values = layer.update(k, -k)
+    assert torch.equal(keys, torch.cat(steps, dim=2)) and torch.equal(values, -keys)
+    assert layer.get_seq_length() == 6

@@ -80,7 +80,9 @@ def test_the_servers_listen_on_localhost_only(openai_cfg, servers):
 
 
 def test_the_openai_engine_answers_like_the_embedded_engine(openai_cfg, demo_run):
-    audit = predict.read_audit_record(demo_run.store(), demo_run.run_id, demo_run.root / "lf-audit")
+    from pytest_ftgate import record
+
+    audit = record.load_record(demo_run.store(), demo_run.run_id, demo_run.root / "lf-audit").record
     test_set = predict.resolve_test_set("", audit, max_samples=16)
     prompts = predict.prompts_for(test_set, predict.chat_template_of(demo_run.adapter_dir))
     params = GenParams(max_new_tokens=16)
