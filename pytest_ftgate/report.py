@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -219,69 +218,81 @@ def decisions(evidence_: list[RunEvidence]) -> str:
 
 
 # -- curves --------------------------------------------------------------------------------------------------------
-def loss_png(history: Mapping[str, list], keys: tuple[str, ...] = ("loss", "eval_loss")) -> bytes | None:
-    """loss and eval_loss against the step as a PNG (matplotlib, Agg); red dotted lines mark non-finite values.
-    Remembered in the user cache by the digest of the plotted points: a re-gate draws nothing (matplotlib's import
-    alone costs about a second)."""
-    if not any(history.get(k) for k in keys):
+PLOT_W, PLOT_H, PAD = 640, 300, (52, 14, 14, 38)  # width, height, (left, right, top, bottom) in px
+MAX_POINTS = 400  # per curve: each drawn x pixel keeps its lowest and highest value, so a spike stays visible
+
+
+def loss_svg(history: Mapping[str, list], keys: tuple[str, ...] = ("loss", "eval_loss")) -> str | None:
+    """loss and eval_loss against the step as a small SVG line chart (axes, ticks, legend); red dotted lines mark
+    steps with non-finite values. Drawn here in milliseconds (no plotting library to import for each report)."""
+    series = {k: [(s, v) for s, v in history.get(k, []) if isinstance(v, (int, float)) and math.isfinite(v)]
+              for k in keys}
+    bad = sorted({s for k in keys for s, v in history.get(k, []) if not (isinstance(v, (int, float))
+                                                                          and math.isfinite(v))})
+    pts = [p for k in keys for p in series[k]]
+    if not pts and not bad:
         return None
-    from . import hashing
+    steps = [p[0] for p in pts] + bad
+    x0, x1 = min(steps), max(steps)
+    y0, y1 = (min(p[1] for p in pts), max(p[1] for p in pts)) if pts else (0.0, 1.0)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    left, right, top, bottom = PAD
+    w, h = PLOT_W - left - right, PLOT_H - top - bottom
+    sx = lambda x: left + (x - x0) / (x1 - x0) * w  # noqa: E731
+    sy = lambda y: top + (1 - (y - y0) / (y1 - y0)) * h  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {PLOT_W} {PLOT_H}" width="{PLOT_W}" '
+           f'height="{PLOT_H}" font-family="sans-serif" font-size="11">',
+           f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="white" stroke="#999"/>']
+    for i in range(5):
+        yv, xv = y0 + (y1 - y0) * i / 4, x0 + (x1 - x0) * i / 4
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>'
+                   f'<text x="{sx(xv):.1f}" y="{top + h + 14}" text-anchor="middle">{xv:.0f}</text>')
+    out.append(f'<text x="{left + w / 2}" y="{PLOT_H - 6}" text-anchor="middle">step</text>'
+               f'<text x="12" y="{top + h / 2}" transform="rotate(-90 12 {top + h / 2})" '
+               'text-anchor="middle">loss</text>')
+    out += [f'<line x1="{sx(b):.1f}" x2="{sx(b):.1f}" y1="{top}" y2="{top + h}" stroke="red" '
+            'stroke-dasharray="2,3"/>' for b in bad[:200]]
+    for (key, line), colour in zip(series.items(), ("#1f77b4", "#ff7f0e")):
+        drawn = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in _thinned(line, w))
+        if drawn:
+            out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{drawn}"/>')
+        if key == "eval_loss":
+            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in line[:200]]
+    for i, (key, colour) in enumerate(zip(keys, ("#1f77b4", "#ff7f0e"))):
+        if series[key]:
+            ly = top + 14 + 14 * i
+            out.append(f'<line x1="{left + w - 86}" x2="{left + w - 66}" y1="{ly - 4}" y2="{ly - 4}" '
+                       f'stroke="{colour}" stroke-width="2"/><text x="{left + w - 60}" y="{ly}">{key}</text>')
+    return "".join(out) + "</svg>"
 
-    points = {k: [[s, v if isinstance(v, (int, float)) and math.isfinite(v) else str(v)] for s, v in
-                  history.get(k, [])] for k in keys}
-    memo = hashing.cache_dir() / "plots" / f"{hashing.bare(hashing.digest_json({'v': 1, 'points': points}))}.png"
-    try:
-        return memo.read_bytes()
-    except OSError:
-        pass
-    png = _draw_loss(history, keys)
-    try:
-        from .fileio import write_atomic
 
-        write_atomic(memo, png, fsync=False)
-    except OSError:  # a read-only cache only costs drawing it again
-        pass
-    return png
-
-
-def _draw_loss(history: Mapping[str, list], keys: tuple[str, ...]) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 3.0), dpi=90)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for key, style in zip(keys, ("-", "o-")):
-        pts = [(s, v) for s, v in history.get(key, []) if isinstance(v, (int, float)) and math.isfinite(v)]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=key, markersize=3)
-        for s, v in history.get(key, []):
-            if not (isinstance(v, (int, float)) and math.isfinite(v)):
-                ax.axvline(s, color="red", linestyle=":", linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.96, bottom=0.16)  # tight_layout would draw twice
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+def _thinned(points: list[tuple[float, float]], width: float) -> list[tuple[float, float]]:
+    """At most MAX_POINTS points: per x bucket its lowest and highest value, in step order."""
+    if len(points) <= MAX_POINTS:
+        return points
+    buckets: dict[int, list[tuple[float, float]]] = {}
+    x0, x1 = points[0][0], points[-1][0] or 1
+    for x, y in points:
+        buckets.setdefault(int((x - x0) / ((x1 - x0) or 1) * (MAX_POINTS // 2)), []).append((x, y))
+    out = []
+    for b in sorted(buckets):
+        lo, hi = min(buckets[b], key=lambda p: p[1]), max(buckets[b], key=lambda p: p[1])
+        out += sorted({lo, hi})
+    return out
 
 
 def curves(record: RunRecord | None) -> str:
     if record is None:
         return note("the run could not be read: no curves")
-    try:
-        png = loss_png(record.history)
-    except ImportError:
-        return note("matplotlib is not installed (pip install pytest-ftgate[report]): no curves")
-    if png is None:
+    svg = loss_svg(record.history)
+    if svg is None:
         return note("the run logged no loss or eval_loss")
     nonfinite = sorted({s for k in ("loss", "eval_loss") for s, v in record.history.get(k, [])
                         if not math.isfinite(v)})
     extra = note(f"non-finite values at steps {nonfinite[:20]}") if nonfinite else ""
     return (f'<img class="ftgate-plot" alt="loss and eval_loss of {e(record.run_name)}" '
-            f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>{extra}')
+            f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}"/>{extra}')
 
 
 # -- tables found inside gate details ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from . import __version__
 from .config import FtgateConfig
 from .errors import FtgateError, RunUnavailable
 from .store import RunRecord, RunStore, resolve_store
-from .verdict import GateRecord, Verdict, safe_filename, utcnow, write_json_atomic
+from .verdict import GateRecord, Verdict, append_journal, safe_filename, utcnow, write_json_atomic
 
 ROLES = ("main", "controller", "worker")
 
@@ -229,6 +229,7 @@ class FtgateSession:
         for r in self._refs if self.writes else ():
             self.verdicts[r.key] = Verdict(run_id=r.key, run_name=r.run_name or r.ref, started_at=self.started_at,
                                            session_id=self.session_id, error=r.error, ftgate_version=__version__)
+            self.journal_path(r.key).unlink(missing_ok=True)  # a journal left by an earlier, killed session
             self._write(r.key)
         return self._refs
 
@@ -329,10 +330,15 @@ class FtgateSession:
         if verdict is None or not self.writes:
             return
         verdict.add(gate)
-        self._write(run_key)
+        append_journal(self.journal_path(run_key), gate)  # constant work per gate: the verdict is written at the end
 
     def verdict_path(self, run_key: str) -> Path:
         return self.out / "verdicts" / f"{safe_filename(run_key)}.json"
+
+    def journal_path(self, run_key: str) -> Path:
+        """Each gate's record as it arrives, one JSON line; what a killed session leaves beside its partial verdict
+        (``verdict.read_verdict`` merges it), removed once the session's verdict is written whole."""
+        return self.out / "verdicts" / f"{safe_filename(run_key)}.gates.jsonl"
 
     def _write(self, run_key: str) -> None:
         if not self.writes:
@@ -364,6 +370,7 @@ class FtgateSession:
             verdict.complete = not reasons
             verdict.partial_reason = "; ".join(reasons)
             self._write(key)
+            self.journal_path(key).unlink(missing_ok=True)  # every record is in the verdict file now
 
     def any_block(self) -> bool:
         return any(v.verdict == "block" for v in self.verdicts.values())

@@ -308,8 +308,12 @@ class RunStore:
 
     # -- writing ---------------------------------------------------------------------------------
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, str(value)[:5000])
+        """All tags in one request per 100 (MLflow's batch limit), not one request per tag."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, str(value)[:5000]) for key, value in tags.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, tags=items[start:start + 100])
 
     def delete_tags(self, run_id: str, keys: list[str]) -> None:
         for key in keys:

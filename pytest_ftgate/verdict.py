@@ -2,7 +2,9 @@
 
 A verdict is a release decision only when its session ran every gate the suites define for the run: until
 ``FtgateSession.finish`` says so it is ``partial`` — also on disk, so a file left by a killed session never
-reads as a pass.
+reads as a pass. During the session each gate record is appended to ``<run_id>.gates.jsonl`` (constant work per
+gate); the verdict file is written at the start (partial, no gates) and whole at the end, when the journal goes.
+``read_verdict`` merges the journal a killed session left.
 
 Schema of ``<out>/verdicts/<run_id>.json`` (every field always present):
   run_id          MLflow run id (or the reference given, when the run could not be resolved)
@@ -150,6 +152,38 @@ def json_safe(obj: Any) -> Any:
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     return write_text_atomic(path, json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def append_journal(path: str | Path, gate: GateRecord) -> None:
+    """One gate record appended as a JSON line (flushed: a killed session keeps every record it made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(json_safe(asdict(gate)), allow_nan=False) + "\n")
+        fh.flush()
+
+
+def read_verdict(path: str | Path) -> dict:
+    """A verdict file as written; for a session that died before writing it whole, the gate records of its journal
+    (``<run>.gates.jsonl``) are merged in. The verdict stays what the file says (``partial``)."""
+    path = Path(path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    journal = path.with_name(path.name.removesuffix(".json") + ".gates.jsonl")
+    if journal.is_file():
+        seen = {g.get("test") for g in doc.get("gates") or []}
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                gate = json.loads(line)
+            except ValueError:  # a line cut by the kill
+                continue
+            if gate.get("test") not in seen:
+                doc.setdefault("gates", []).append(gate)
+                seen.add(gate.get("test"))
+        doc["gates_run"] = len(doc.get("gates") or [])
+        merged = Verdict(run_id=str(doc.get("run_id")), run_name=str(doc.get("run_name")), started_at="",
+                         gates=[GateRecord.from_dict(g) for g in doc["gates"]], error=str(doc.get("error") or ""))
+        doc["decision"] = merged.decision  # what the gates that ran say; the verdict stays partial
+    return doc
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

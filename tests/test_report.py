@@ -91,18 +91,28 @@ def test_the_sample_shows_the_lowest_scoring_generations_and_says_how_many_there
     assert [s["scores"]["f1"] for s in shown[:2]] == [0.0, 0.0] and shown[-1]["scores"]["f1"] == 0.8
 
 
-def test_the_loss_plot_is_a_png_of_both_curves_with_nan_steps_marked():
-    png = report.loss_png(H.nan_in_last_step())
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    from matplotlib.image import imread
+def test_the_loss_plot_draws_both_curves_and_marks_the_nan_steps():
+    import xml.etree.ElementTree as ET
 
-    pixels = imread(io.BytesIO(png))
-    assert pixels.shape[0] > 200 and pixels.shape[1] > 500
-    assert report.loss_png({"grad_norm": [(1, 1.0)]}) is None
+    svg = report.loss_svg(H.nan_in_last_step())
+    root = ET.fromstring(svg)  # well-formed SVG
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f"{ns}polyline")) == 2 and root.findall(f"{ns}circle")  # loss, eval_loss (+ markers)
+    assert [ln for ln in root.findall(f"{ns}line") if ln.get("stroke") == "red"]  # the NaN step
+    assert {t.text for t in root.findall(f"{ns}text")} >= {"loss", "eval_loss", "step"}
+    assert report.loss_svg({"grad_norm": [(1, 1.0)]}) is None
     html_ = report.curves(record(H.nan_in_last_step()))
     assert "non-finite values at steps [200]" in html_
-    src = re.search(r'src="data:image/png;base64,([^"]+)"', html_).group(1)
-    assert base64.b64decode(src)[:4] == b"\x89PNG"
+    src = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', html_).group(1)
+    assert base64.b64decode(src).decode() == svg
+
+
+def test_a_long_history_is_thinned_but_keeps_its_spike():
+    hist = {"loss": [(s, 1.0) for s in range(1, 20001)]}
+    hist["loss"][12345] = (12346, 50.0)
+    svg = report.loss_svg(hist)
+    points = re.search(r'points="([^"]+)"', svg).group(1).split()
+    assert len(points) <= report.MAX_POINTS + 2 and min(float(p.split(",")[1]) for p in points) < 20  # spike drawn
 
 
 def test_an_incomplete_session_is_marked_in_the_banner_the_page_and_the_summary():

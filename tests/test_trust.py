@@ -22,6 +22,7 @@ import pytest
 
 from pytest_ftgate import attest
 from pytest_ftgate import promotion
+from pytest_ftgate.verdict import read_verdict
 
 from . import histories as H
 from .mlflow_runs import make_run
@@ -172,11 +173,12 @@ def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_pat
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     path = tmp_path / "out" / "verdicts" / f"{made['good'][0]}.json"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (path.is_file() and len(json.loads(path.read_text())["gates"]) >= 4):
+    while time.monotonic() < deadline and not (path.is_file() and len(read_verdict(path)["gates"]) >= 4):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
-    v = json.loads(path.read_text())
+    assert json.loads(path.read_text())["verdict"] == "partial"  # the file itself, as the kill left it
+    v = read_verdict(path)  # with the gate records of its journal
     assert len(v["gates"]) == 4 and v["decision"] == "pass"  # the training gates had passed ...
     assert v["verdict"] == "partial" and v["complete"] is False  # ... but the session never finished
 

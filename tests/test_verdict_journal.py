@@ -1,0 +1,42 @@
+"""Verdict writes are constant work per gate: each record is appended to a journal, the verdict file is written at
+the start and whole at the end; a killed session's journal is merged when its partial verdict is read. Pure."""
+
+import json
+
+from pytest_ftgate.verdict import GateRecord, Verdict, append_journal, read_verdict, write_json_atomic
+
+
+def gate(i: int, outcome: str = "passed", severity: str = "block") -> GateRecord:
+    return GateRecord(id=f"G{i}", name=f"g{i}", severity=severity, outcome=outcome, value=float("nan"),
+                      test=f"suites/test_x.py::test_{i}[run]", details={"samples": [{"row": r} for r in range(50)]})
+
+
+def test_a_gate_record_appends_one_line_and_leaves_the_verdict_file_untouched(tmp_path):
+    path = tmp_path / "verdicts" / "r.json"
+    write_json_atomic(path, Verdict("r", "run", "t0").to_dict())
+    before = path.read_bytes()
+    journal = tmp_path / "verdicts" / "r.gates.jsonl"
+    for i in range(30):
+        append_journal(journal, gate(i))
+    assert path.read_bytes() == before  # not rewritten 30 times
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 30 and json.loads(lines[0])["value"] == "NaN"  # plain JSON, one record a line
+
+
+def test_a_killed_sessions_journal_is_merged_and_the_verdict_stays_partial(tmp_path):
+    path = tmp_path / "r.json"
+    write_json_atomic(path, Verdict("r", "run", "t0").to_dict())
+    journal = tmp_path / "r.gates.jsonl"
+    append_journal(journal, gate(1))
+    append_journal(journal, gate(2, "failed"))
+    with open(journal, "a") as fh:
+        fh.write('{"id": "G3", "cut by the ki')  # the kill came mid-line
+    v = read_verdict(path)
+    assert [g["id"] for g in v["gates"]] == ["G1", "G2"] and v["gates_run"] == 2
+    assert v["verdict"] == "partial" and v["decision"] == "block"  # what the gates that ran say, never a pass
+
+
+def test_a_finished_verdict_is_read_as_written(tmp_path):
+    v = Verdict("r", "run", "t0", gates=[gate(1)], complete=True, partial_reason="")
+    path = write_json_atomic(tmp_path / "r.json", v.to_dict())
+    assert read_verdict(path) == json.loads(path.read_text())
