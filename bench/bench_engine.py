@@ -2,10 +2,12 @@
 lm-eval's hf backend, vs a real vLLM server (``make vllm``; its start-up time too) on the same model, adapter,
 prompts and greedy settings (side by side, one run), and the speed-up of a prediction-cache hit.
 
-Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
+The hf engine and lm-eval's hf backend run in turn at the same batch size (``--reps`` times, the least CPU and
+wall seconds count; CPU seconds are steadier on a shared machine), with the engine's ``merge_lora: never`` beside
+them: the ratio and "answers equal: n/n". Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
 each with a LoRA adapter (the trained demo adapter when .ftgate/train/demo holds one, else random non-zero LoRA).
 On a GPU the hf engine also runs in bfloat16. Usage:
-    .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32] [--engines hf,lm-eval,vllm]
+    .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32] [--engines hf,single,lm-eval,vllm] [--reps 2]
 """
 
 from __future__ import annotations
@@ -76,22 +78,66 @@ def timed(fn, label: str = ""):
     return out, time.perf_counter() - t
 
 
-def ours(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int, dtype: str = "auto"):
-    engine = create_engine("hf", base, Engine(batch_size=batch, dtype=dtype))
+def engine_settings(**settings):
+    """config.Engine with settings it may not declare yet (engine.merge_lora, read by the hf engine)."""
+    import dataclasses
+    import types
+
+    return types.SimpleNamespace(**{**dataclasses.asdict(Engine()), **settings})
+
+
+def hf_engine(base: Path, adapter: Path, batch: int, dtype: str = "auto", merge: str = "auto"):
+    engine = create_engine("hf", base, engine_settings(batch_size=batch, dtype=dtype, merge_lora=merge))
     engine.add_adapter("a", adapter)
+    return engine
+
+
+def ours(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int, dtype: str = "auto"):
+    engine = hf_engine(base, adapter, batch, dtype)
     engine.generate(prompts[:2], "a", GenParams(max_new_tokens=tokens))  # warm-up
     return timed(lambda: engine.generate(prompts, "a", GenParams(max_new_tokens=tokens)), f"ours-{batch}-{dtype}")
 
 
-def lm_eval_hf(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int):
+def lm_eval_generate(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int):
+    """lm-eval's hf backend (HFLM + peft, float32 on CPU) answering ``prompts`` greedily: a function to time."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
     lm = HFLM(pretrained=str(base), peft=str(adapter), batch_size=batch, device="cpu", dtype="float32")
     reqs = [Instance("generate_until", {}, (p.text, {"until": [], "max_gen_toks": tokens, "do_sample": False}), i)
             for i, p in enumerate(prompts)]
-    lm.generate_until(reqs[:2], disable_tqdm=True)
-    return timed(lambda: lm.generate_until(reqs, disable_tqdm=True), "lm-eval")
+    lm.generate_until(reqs[:2], disable_tqdm=True)  # warm-up
+    return lambda: lm.generate_until(reqs, disable_tqdm=True)
+
+
+def versus_lm_eval(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int, reps: int = 2) -> dict:
+    """The hf engine (merged LoRA, the default), the same with ``merge_lora: never`` and lm-eval's hf backend on the
+    same prompts and batch size, run in turn ``reps`` times: the least CPU and wall seconds of each, and answers."""
+    params = GenParams(max_new_tokens=tokens)
+    runs = {}
+    for merge in ("auto", "never"):
+        engine = hf_engine(base, adapter, batch, merge=merge)
+        engine.generate(prompts[:2], "a", params)  # warm-up
+        runs[merge] = lambda engine=engine: engine.generate(prompts, "a", params)
+    runs["lm-eval"] = lm_eval_generate(base, adapter, prompts, tokens, batch)
+    best = {name: {"cpu": float("inf"), "wall": float("inf")} for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            out, wall = timed(run, name)
+            best[name].update(out=out, cpu=min(best[name]["cpu"], CPU[name]), wall=min(best[name]["wall"], wall))
+    return best
+
+
+def print_versus(best: dict, n: int, batch: int) -> None:
+    ours_, never, theirs = best["auto"], best["never"], best["lm-eval"]
+    for label, r in ((f"hf engine, merged LoRA, batch {batch}", ours_), ("hf engine, merge_lora: never", never),
+                     (f"lm-eval hf backend, batch {batch}", theirs)):
+        print(f"  {label:34s} CPU {r['cpu']:6.2f} s  wall {r['wall']:6.2f} s  ({n / r['wall']:.1f} predictions/s)")
+    equal = sum(a.strip() == b.strip() for a, b in zip(ours_["out"], theirs["out"]))
+    unmerged = sum(a == b for a, b in zip(ours_["out"], never["out"]))
+    print(f"  hf engine vs lm-eval hf: x{theirs['cpu'] / ours_['cpu']:.2f} CPU seconds, "
+          f"x{theirs['wall'] / ours_['wall']:.2f} wall; answers equal: {equal}/{n} "
+          f"(merged vs unmerged engine: {unmerged}/{n}; unmerged x{theirs['cpu'] / never['cpu']:.2f} CPU)")
 
 
 def vllm_server(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, work: Path):
@@ -126,7 +172,9 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="prompts (the demo test set, repeated as needed)")
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens (greedy)")
-    ap.add_argument("--engines", default="hf,lm-eval,vllm", help="which to run, comma-separated")
+    ap.add_argument("--engines", default="hf,single,lm-eval,vllm",
+                    help="which to run, comma-separated (single: the hf engine one prompt at a time)")
+    ap.add_argument("--reps", type=int, default=2, help="hf engine vs lm-eval: runs in turn, the least time counts")
     args = ap.parse_args(argv)
     engines = set(args.engines.split(","))
     import torch
@@ -141,19 +189,16 @@ def main(argv: list[str]) -> None:
         for label, base, adapter in models(work):
             print(f"\n== {label}")
             batched, t_b = ours(base, adapter, prompts, args.tokens, 16)
-            single, t_1 = ours(base, adapter, prompts, args.tokens, 1)
-            identical = sum(a == b for a, b in zip(batched, single))
             print(f"  hf engine, batch 16      {args.n / t_b:8.1f} predictions/s  ({t_b:.2f} s, "
                   f"CPU {CPU['ours-16-auto']:.2f} s)")
-            print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s, "
-                  f"CPU {CPU['ours-1-auto']:.2f} s)  "
-                  f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {identical}/{args.n}")
+            if "single" in engines:
+                single, t_1 = ours(base, adapter, prompts, args.tokens, 1)
+                identical = sum(a == b for a, b in zip(batched, single))
+                print(f"  hf engine, one at a time {args.n / t_1:8.1f} predictions/s  ({t_1:.2f} s, "
+                      f"CPU {CPU['ours-1-auto']:.2f} s)  "
+                      f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {identical}/{args.n}")
             if "lm-eval" in engines:
-                theirs, t_l = lm_eval_hf(base, adapter, prompts, args.tokens, 16)
-                same = sum(a.strip() == b.strip() for a, b in zip(batched, theirs))
-                print(f"  lm-eval hf, batch 16     {args.n / t_l:8.1f} predictions/s  ({t_l:.2f} s, "
-                      f"CPU {CPU['lm-eval']:.2f} s)  "
-                      f"answers equal to ours: {same}/{args.n}")
+                print_versus(versus_lm_eval(base, adapter, prompts, args.tokens, 16, args.reps), args.n, 16)
             if "vllm" in engines:
                 served, t_v, started = vllm_server(base, adapter, prompts, args.tokens, work)
                 same = sum(a == b for a, b in zip(batched, served))

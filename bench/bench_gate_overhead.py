@@ -1,6 +1,7 @@
-"""The plugin's own overhead for gating 10 runs with 1,000-step histories, and its import cost on `pytest --help`.
+"""The plugin's own cost for gating N runs' training gates (N = 1, 10, 50; 1,000-step histories) beyond MLflow's
+reads and the writes a complete session must make, and its import cost on `pytest --help`.
 
-Prints figures; asserts nothing. Usage: python bench/bench_gate_overhead.py [--runs 10] [--steps 1000]
+Prints figures; asserts nothing. Usage: python bench/bench_gate_overhead.py [--runs 1 10 50] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -37,44 +38,68 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> float:
     return time.perf_counter() - t0
 
 
+READS = ("import time, sys; sys.path.insert(0, %r); t0 = time.perf_counter(); import mlflow;"
+         "from pytest_ftgate.store import RunStore; s = RunStore(%r); [s.load(i) for i in %r];"
+         "print(time.perf_counter() - t0)")
+# The writes a complete session must make per run: its tags (one batch) and its verdict artifact.
+WRITES = ("import json, sys, tempfile, time, pathlib; sys.path.insert(0, %r); import mlflow;"
+          "from pytest_ftgate.store import RunStore; s = RunStore(%r); s.client; d = pathlib.Path(tempfile.mkdtemp());"
+          "v = d / 'verdict.json'; v.write_text(json.dumps({'gates': [{'id': 'G%%d' %% i} for i in range(4)]}));"
+          "t0 = time.perf_counter();"
+          "[(s.set_tags(i, {'ftgate.verdict': 'pass', 'ftgate.session_id': 'x', 'ftgate.evidence': 'y',"
+          " 'ftgate.gate.G1': 'passed', 'ftgate.gate.G2': 'passed', 'ftgate.gate.G3': 'passed',"
+          " 'ftgate.gate.resources': 'passed'}), s.log_artifact(i, v, 'ftgate/sessions/x')) for i in %r];"
+          "print(time.perf_counter() - t0)")
+
+
+def one_n(n: int, steps: int, repeat: int, env: dict) -> tuple[float, float, float]:
+    """(session wall, MLflow reads, required writes) for a complete training-gates session over ``n`` runs."""
+    import shutil
+
+    from tests.mlflow_runs import make_run
+
+    work = Path(tempfile.mkdtemp(prefix=f"ftgate-bench-{n}-"))
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    ids = [make_run(uri, f"run{i}", history(steps)) for i in range(n)]
+    (work / "suites").mkdir()
+    shutil.copy(ROOT / "suites" / "test_training.py", work / "suites")  # the whole suite: a complete session
+    py = lambda code: float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                           check=True).stdout.split()[-1])  # noqa: E731
+    reads = [py(READS % (str(ROOT), uri, ids)) for _ in range(repeat)]
+    writes = [py(WRITES % (str(ROOT), uri, ids)) for _ in range(repeat)]
+    suite = [sys.executable, "-m", "pytest", str(work / "suites"), "-q", "-p", "no:cacheprovider", "--rootdir",
+             str(work), "--ftgate-tracking-uri", uri]
+    runs = [a for i in ids for a in ("--run-id", i)]
+    gate = [timed(suite + runs + ["--ftgate-out", str(work / f"out{k}")], work, env) for k in range(repeat)]
+    bare = [timed([sys.executable, "-m", "pytest", str(work / "suites"), "--collect-only", "-q", "-p",
+                   "no:cacheprovider", "-p", "no:ftgate", "--rootdir", str(work)], work, env) for _ in range(repeat)]
+    med = statistics.median
+    return med(gate), med(reads), med(writes), med(bare)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--runs", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    from tests.mlflow_runs import make_run
-
-    work = Path(tempfile.mkdtemp(prefix="ftgate-bench-"))
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    t0 = time.perf_counter()
-    ids = [make_run(uri, f"run{i}", history(args.steps)) for i in range(args.runs)]
-    print(f"store: {args.runs} runs x 6 keys x {args.steps} steps logged in {time.perf_counter() - t0:.1f} s")
-
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
-    reads = ("import time, sys; sys.path.insert(0, %r); t0 = time.perf_counter(); import mlflow;"
-             "from pytest_ftgate.runs import RunStore; s = RunStore(%r); t1 = time.perf_counter();"
-             "[s.load(i) for i in %r]; t2 = time.perf_counter(); print(t1 - t0, t2 - t1)") % (str(ROOT), uri, ids)
-    read_import, read_load = [], []
-    for _ in range(args.repeat):
-        out = subprocess.run([sys.executable, "-c", reads], env=env, capture_output=True, text=True, check=True)
-        a, b = map(float, out.stdout.split())
-        read_import.append(a)
-        read_load.append(b)
-    suite = [sys.executable, "-m", "pytest", str(ROOT / "suites" / "test_training.py"), "-q", "-p", "no:cacheprovider",
-             "--rootdir", str(work), "--ftgate-tracking-uri", uri, "--ftgate-out", str(work / "out")]
-    suite += [a for i in ids for a in ("--run-id", i)]
-    gate = [timed(suite, work, env) for _ in range(args.repeat)]
-    med = statistics.median
-    print(f"MLflow reads alone: import mlflow {med(read_import):.2f} s + load {args.runs} runs "
-          f"{med(read_load):.2f} s (median of {args.repeat})")
-    print(f"pytest suites/test_training.py over {args.runs} runs ({4 * args.runs} gates): {med(gate):.2f} s wall")
-    rest = med(gate) - med(read_import) - med(read_load)
-    print(f"everything else (pytest start-up, plugin, gates, verdict files, MLflow tags/artifacts): {rest:.2f} s")
-
+    print(f"complete training-gates sessions (G1-G3, resources) over N runs x 6 keys x {args.steps} steps; medians "
+          f"of {args.repeat}; ours = session - MLflow reads (import mlflow + load the runs) - required writes "
+          "(tags + the verdict artifact per run); target: ours <= 1 s at N = 10, linear in N")
+    print("pytest = pytest's own start-up and collection of the suite without the plugin (-p no:ftgate)")
+    print(f"{'N':>4} {'session s':>10} {'reads s':>8} {'writes s':>9} {'ours s':>7} {'pytest s':>9} "
+          f"{'ours-pytest s':>14} {'ours/run ms':>12}")
+    for n in args.runs:
+        gate, reads, writes, bare = one_n(n, args.steps, args.repeat, env)
+        ours = gate - reads - writes
+        print(f"{n:>4} {gate:>10.2f} {reads:>8.2f} {writes:>9.2f} {ours:>7.2f} {bare:>9.2f} {ours - bare:>14.2f} "
+              f"{ours / n * 1000:>12.0f}")
+    work = Path(tempfile.mkdtemp(prefix="ftgate-bench-help-"))
     helpcmd = [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"]
     with_plugin = [timed(helpcmd, work, env) for _ in range(5)]
     without = [timed(helpcmd + ["-p", "no:ftgate"], work, env) for _ in range(5)]
+    med = statistics.median
     print(f"pytest --help: {med(with_plugin) * 1000:.0f} ms with pytest-ftgate, {med(without) * 1000:.0f} ms "
           f"without (-p no:ftgate): the plugin adds {(med(with_plugin) - med(without)) * 1000:.0f} ms")
     imp = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pytest_ftgate.plugin"], env=env,

@@ -68,7 +68,10 @@ def main() -> None:
     from tests.conftest import copy_demo_tree
 
     work = Path(tempfile.mkdtemp(prefix="ftgate-regate-"))
+    import shutil
+
     root = copy_demo_tree(work / "demo")
+    shutil.copytree(ROOT / "suites", root / "suites", ignore=shutil.ignore_patterns("__pycache__"))
     (work / "plugin").mkdir()
     (work / "plugin" / "ftgate_bench_timer.py").write_text(TIMER)
     env = {**os.environ, "FTGATE_CACHE_DIR": str(work / "user-cache"), "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -508,10 +508,10 @@ class BenchRunner:
         if self.settings.device == "cpu":
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.settings.engine.cpu_kvcache_gib:g}")
         cmd = [str(py), "-c", "from pytest_ftgate.lmeval import _child_main; _child_main()", spec_path, out_path]
-        with open(log_path, "wb") as log:
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        from .serve.process import run_logged, tail
+
+        code = run_logged(cmd, log_path, env=env)  # Ctrl-C stops lm-eval's vLLM engine and its workers too
         if code != 0 or not Path(out_path).is_file():
-            from .serve.process import tail
 
             raise BenchmarkError(f"lm-eval's vllm backend failed on task {task.name!r} for the {side.label} (exit "
                                  f"code {code}); command: {' '.join(cmd)}; log: {log_path}\n{tail(log_path, 15)}")

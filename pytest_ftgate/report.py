@@ -653,7 +653,7 @@ def record_dict(record: RunRecord | None) -> dict | None:
         return None
     return {"run_name": record.run_name, "experiment_id": record.experiment_id, "status": record.status,
             "duration_s": record.duration_s, "params": record.params, "tags": record.tags,
-            "history": {k: [list(p) for p in pts] for k, pts in record.history.items()}}
+            "history": {k: list(pts) for k, pts in record.history.items()}}  # (step, value) pairs: JSON arrays
 
 
 def session_json(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> dict:
