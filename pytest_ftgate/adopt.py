@@ -221,13 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                          "directory, as llamafactory-cli train resolves them)")
     ap.add_argument("--output-dir", default=None, metavar="DIR",
                     help="where LLaMA-Factory saved the adapter (default: the config's output_dir)")
-    ap.add_argument("--tracking-uri", default="", metavar="URI",
-                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./.ftgate/mlflow.db)")
-    ap.add_argument("--experiment", default="", metavar="NAME", help="experiment in which RUN names are looked up")
-    ap.add_argument("--test-dataset", default=None, metavar="NAME",
-                    help="dataset_info.json entry of the held-out test set (default: <train name>_test)")
-    ap.add_argument("--allow-no-test-set", action="store_true",
-                    help="adopt even when no held-out test set is known (warned; default: refused)")
+    train.add_store_args(ap, "experiment in which RUN names are looked up")
+    train.add_test_set_args(ap, "adopt", "refused")
     ns = ap.parse_args(argv)
     store = train.cli_store(ns.tracking_uri, ns.experiment)
     try:

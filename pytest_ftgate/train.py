@@ -431,20 +431,30 @@ def cli_store(tracking_uri: str, experiment: str, create: bool = False) -> Any:
     return RunStore(uri, experiment or None, artifacts, create=create)
 
 
+def add_store_args(ap: argparse.ArgumentParser, experiment_help: str) -> None:
+    """``--tracking-uri`` and ``--experiment``, as every ``ftgate`` subcommand that reads or writes runs takes them."""
+    ap.add_argument("--tracking-uri", default="", metavar="URI",
+                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./.ftgate/mlflow.db)")
+    ap.add_argument("--experiment", default="", metavar="NAME", help=experiment_help)
+
+
+def add_test_set_args(ap: argparse.ArgumentParser, verb: str, refused: str) -> None:
+    """``--test-dataset`` and ``--allow-no-test-set`` (``ftgate train``, ``ftgate adopt``)."""
+    ap.add_argument("--test-dataset", default=None, metavar="NAME",
+                    help="dataset_info.json entry of the held-out test set (default: <train name>_test)")
+    ap.add_argument("--allow-no-test-set", action="store_true",
+                    help=f"{verb} even when no held-out test set is known (warned; default: {refused})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ftgate train", description="Train a LLaMA-Factory config with full "
                                  "lineage in MLflow (or re-use an identical finished run); prints the run id.")
     ap.add_argument("config", metavar="CONFIG", help="LLaMA-Factory YAML, as for `llamafactory-cli train` "
                     "(relative paths: from the working directory)")
-    ap.add_argument("--tracking-uri", default="", metavar="URI",
-                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./.ftgate/mlflow.db)")
-    ap.add_argument("--experiment", default="", metavar="NAME", help="MLflow experiment (default: ftgate)")
+    add_store_args(ap, "MLflow experiment (default: ftgate)")
     ap.add_argument("--retrain", action="store_true", help="train even when an identical finished run exists")
     ap.add_argument("--log-dir", default="ftgate-results/logs", metavar="DIR", help="training logs (%(default)s)")
-    ap.add_argument("--test-dataset", default=None, metavar="NAME",
-                    help="dataset_info.json entry of the held-out test set (default: <train name>_test)")
-    ap.add_argument("--allow-no-test-set", action="store_true",
-                    help="train even when no held-out test set is known (warned; default: refused before training)")
+    add_test_set_args(ap, "train", "refused before training")
     ns = ap.parse_args(argv)
     store = cli_store(ns.tracking_uri, ns.experiment, create=True)
     try:

@@ -49,12 +49,16 @@ class PredictionCache:
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        return self._select("predictions", "output", keys)
+
+    def _select(self, table: str, column: str, keys: Sequence[str]) -> dict[str, str]:
+        """``{key: column}`` of the rows of ``table`` whose key is one of ``keys`` (500 per query)."""
         out: dict[str, str] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start:start + 500])
                 marks = ",".join("?" * len(chunk))
-                out.update(self._db.execute(f"SELECT key, output FROM predictions WHERE key IN ({marks})", chunk))
+                out.update(self._db.execute(f"SELECT key, {column} FROM {table} WHERE key IN ({marks})", chunk))
         return out
 
     def put_many(self, items: dict[str, str]) -> None:
@@ -71,13 +75,7 @@ class PredictionCache:
 
     def get_prompts(self, keys: Sequence[str]) -> dict[str, str]:
         """Encoded prompts (LLaMA-Factory's template applied) by the digest of what decides them."""
-        out: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start:start + 500])
-                marks = ",".join("?" * len(chunk))
-                out.update(self._db.execute(f"SELECT key, text FROM prompts WHERE key IN ({marks})", chunk))
-        return out
+        return self._select("prompts", "text", keys)
 
     def put_prompts(self, items: dict[str, str]) -> None:
         with self._lock:
