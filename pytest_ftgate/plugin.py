@@ -424,6 +424,10 @@ class _XdistController:
         refs = _refs(ftgate_session(self.config)) if self.gating else []
         node.workerinput["ftgate_refs"] = [r.to_dict() for r in refs]
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        ftgate_session(self.config).merge_inventory(getattr(node, "workeroutput", {}).get("ftgate_inventory"))
+
 
 def _defines_gates(config: pytest.Config) -> bool:
     """Whether the session will collect gate tests, known before collection (xdist's main process collects
@@ -450,10 +454,6 @@ def _has_gate_tests(path: Path) -> bool:
     return any(isinstance(d, ast.Call) and ast.unparse(d.func).endswith("mark.gate")
                for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                for d in node.decorator_list)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node, error) -> None:
-        ftgate_session(self.config).merge_inventory(getattr(node, "workeroutput", {}).get("ftgate_inventory"))
 
 
 # --- report hooks (issue 7) ---

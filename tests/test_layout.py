@@ -132,3 +132,14 @@ def test_the_engine_table_is_the_one_list_of_engine_kinds():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert serve.engine_class("hf").__name__ == "HFEngine"
+
+
+def test_xdist_s_main_process_resolves_runs_only_for_a_directory_that_defines_gates(tmp_path):
+    from pytest_ftgate.plugin import _has_gate_tests
+
+    suite = tmp_path / "test_suite.py"
+    suite.write_text("import pytest\n\n@pytest.mark.gate('G1')\ndef test_x(ft_run, gate):\n    pass\n")
+    plain = tmp_path / "test_plain.py"
+    plain.write_text('CODE = """\n@pytest.mark.gate("G1")\ndef test_x(ft_run): ...\n"""\n\ndef test_y():\n    pass\n')
+    assert _has_gate_tests(suite) and not _has_gate_tests(plain)  # a gate inside a string is not a gate
+    assert _has_gate_tests(SUITES / "test_training.py")
