@@ -58,6 +58,7 @@ def plain_run(store: RunStore, tmp_path: Path, **config) -> tuple[RunStore, str,
     return store, run.info.run_id, paths["config"], paths
 
 
+@pytest.mark.slow
 def test_adopting_a_plain_run_attaches_adapter_lineage_and_a_record_marked_adopted(store, tmp_path):
     store, run_id, config, _ = plain_run(store, tmp_path)
     summary = adopt.adopt(store, run_id, config, echo=lambda m: None)
@@ -84,6 +85,7 @@ def test_adopting_a_plain_run_attaches_adapter_lineage_and_a_record_marked_adopt
     assert integrity.passed, integrity.message  # every recorded hash matches the run's new lineage params
 
 
+@pytest.mark.slow
 def test_a_run_cannot_be_adopted_twice_nor_with_another_runs_config(store, tmp_path):
     store, run_id, config, _ = plain_run(store, tmp_path)
     wrong = yaml.safe_load(config.read_text())
@@ -99,6 +101,7 @@ def test_a_run_cannot_be_adopted_twice_nor_with_another_runs_config(store, tmp_p
         adopt.adopt(store, run_id, config, echo=lambda m: None)
 
 
+@pytest.mark.slow
 def test_an_output_dir_without_an_adapter_names_the_option_to_point_at_it(store, tmp_path):
     store, run_id, config, _ = plain_run(store, tmp_path)
     empty = tmp_path / "empty"

@@ -214,6 +214,7 @@ def test_an_adapter_artifact_that_differs_from_its_audit_record_is_refused(demo_
     assert copy.digest != demo_run.store().client.get_run(run_id).data.params["ftgate.adapter_sha256"]
 
 
+@pytest.mark.slow
 def test_a_run_without_an_adapter_digest_is_not_downloaded(tmp_path):
     from pytest_ftgate.store import RunStore
 

@@ -9,6 +9,8 @@ import pytest
 
 from . import audit_records as A
 
+pytestmark = pytest.mark.slow  # every test here shares a gated session (module fixture)
+
 SUITES = Path(__file__).parents[1] / "suites"
 PII = {"email": "anna.nowak@example.org", "card": "5555 5555 5555 4444", "pesel": "44051401359"}
 GATES = {"G6", "integrity", "adapter_format", "schema", "pii", "leakage", "duplicates", "reproducibility"}

@@ -103,6 +103,7 @@ def test_a_sqlite_store_that_does_not_exist_is_an_error_naming_the_resolved_path
     assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "here.db").exists()
 
 
+@pytest.mark.slow
 def test_training_creates_a_missing_sqlite_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'new.db'}"
     RunStore(uri, create=True).check()  # a store that may be created: nothing to say yet

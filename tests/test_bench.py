@@ -220,6 +220,7 @@ def test_the_shipped_tasks_load_offline_without_indexing_lm_evals_tasks():
     assert fp["versions"] == {"demo_mc": "1.0"} and all(v.startswith("sha256:") for v in fp["data"].values())
 
 
+@pytest.mark.slow
 def test_a_tasks_fingerprint_is_the_same_in_another_process():
     """The cache key of a task with a ``!function`` (process_docs) must not depend on where it was loaded."""
     import subprocess

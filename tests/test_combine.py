@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from pytest_ftgate import cli
 
 from . import histories as H
@@ -11,6 +13,7 @@ from .mlflow_runs import make_run
 SUITE = (Path(__file__).parents[1] / "suites" / "test_training.py").read_text()
 
 
+@pytest.mark.slow
 def test_two_jobs_outputs_combine_into_one_report_and_one_exit_code(pytester, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = {"clean": make_run(uri, "clean", H.clean()), "nan": make_run(uri, "nan", H.nan_in_last_step())}
@@ -28,6 +31,7 @@ def test_two_jobs_outputs_combine_into_one_report_and_one_exit_code(pytester, tm
     assert cli.main(["combine", str(pytester.path / "job-1"), "--out", str(tmp_path / "one")]) == 0
 
 
+@pytest.mark.slow
 def test_a_complete_verdict_wins_over_a_later_partial_one_and_a_missing_report_is_one_line(pytester, tmp_path,
                                                                                           capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

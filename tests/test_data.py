@@ -184,6 +184,7 @@ def test_a_row_larger_than_the_limit_is_refused_instead_of_buffered(tmp_path, mo
         list(jsonstream.iter_rows(path))
 
 
+@pytest.mark.slow
 def test_streaming_a_json_array_holds_a_few_chunks_not_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(jsonstream, "CHUNK", 1 << 16)
     path = tmp_path / "large.json"

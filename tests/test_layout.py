@@ -143,3 +143,16 @@ def test_xdist_s_main_process_resolves_runs_only_for_a_directory_that_defines_ga
     plain.write_text('CODE = """\n@pytest.mark.gate("G1")\ndef test_x(ft_run): ...\n"""\n\ndef test_y():\n    pass\n')
     assert _has_gate_tests(suite) and not _has_gate_tests(plain)  # a gate inside a string is not a gate
     assert _has_gate_tests(SUITES / "test_training.py")
+
+
+@pytest.mark.slow
+def test_the_fast_tier_imports_no_torch_and_loads_no_model():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, pytest; rc = pytest.main(['tests', '-m', 'not slow', '-q', '-p', 'no:cacheprovider', "
+            "'-x', '--no-header']); heavy = [m for m in ('torch', 'transformers', 'llamafactory', 'peft', 'vllm') "
+            "if m in sys.modules]; print('HEAVY', heavy, 'RC', int(rc))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=900)
+    assert "HEAVY [] RC 0" in out.stdout, out.stdout[-2000:]

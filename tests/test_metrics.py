@@ -22,6 +22,7 @@ def test_exact_match_and_f1_follow_the_squad_normalisation():
     assert metrics.token_f1("", "") == 1.0 and metrics.token_f1("x", "") == 0.0
 
 
+@pytest.mark.slow
 def test_rouge_is_the_plain_mean_of_rouge_score_f_measures():
     from rouge_score import rouge_scorer
 
@@ -96,6 +97,7 @@ def test_an_empty_test_set_gives_an_empty_interval():
     assert empty.n == 0 and math.isnan(metrics.paired_bootstrap(empty, empty, "f1").low)
 
 
+@pytest.mark.slow
 def test_an_evaluate_module_from_a_local_path_is_an_extra_metric(tmp_path):
     module = tmp_path / "length_ratio"
     module.mkdir()
@@ -116,6 +118,7 @@ def test_an_evaluate_module_from_a_local_path_is_an_extra_metric(tmp_path):
     assert out == {"length_ratio/ratio": 1.5}
 
 
+@pytest.mark.slow
 def test_an_evaluate_hub_name_fails_offline_with_the_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(metrics.MetricError, match="local module path"):

@@ -31,6 +31,7 @@ def test_the_tracking_uri_defaults_to_the_environment(pytester, monkeypatch):
     assert pytester.parseconfigure().stash[SESSION_KEY].tracking_uri == "http://127.0.0.1:5999"
 
 
+@pytest.mark.slow
 def test_ini_keys_set_every_option_and_the_command_line_wins(pytester):
     pytester.makeini(textwrap.dedent("""
         [pytest]

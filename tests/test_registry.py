@@ -39,6 +39,7 @@ def promote(client, name, run_id, status, incomplete=False, adapter=True, integr
     return promotion.promote_candidate(client, name, v, tags, adapter)
 
 
+@pytest.mark.slow
 def test_a_passing_run_becomes_the_candidate_with_compliance_tags(store):
     uri, client, ids = store
     done = promote(client, "m-pass", ids["good"], "pass")

@@ -3,7 +3,6 @@ secrets, report.json and summary.md (no pytest session, no MLflow)."""
 
 import base64
 import html
-import io
 import json
 import re
 

@@ -18,6 +18,8 @@ from pytest_ftgate import attest, promotion
 
 from . import audit_records as A
 
+pytestmark = pytest.mark.slow  # every test here shares a gated session (module fixture)
+
 SUITES = Path(__file__).parents[1] / "suites"
 XSS = "<img src=x onerror=\"document.title='PWNED';document.body.setAttribute('data-pwned','1')\">"
 PARAM_SECRET = "hf_PLANTEDparamSECRET0123"

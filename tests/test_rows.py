@@ -146,6 +146,7 @@ def test_a_home_relative_path_is_the_home_directory_in_training_and_in_its_repla
     assert replay.replay_args(record, 3, tmp_path / "o")["dataset_dir"] == str((home / "data").resolve())
 
 
+@pytest.mark.slow
 def test_a_child_run_to_its_end_logs_its_output_and_ctrl_c_stops_its_process_group(tmp_path):
     log = tmp_path / "logs" / "child.log"
     assert run_logged([sys.executable, "-c", "print('hello\\r\\n\\nworld')"], log) == 0

@@ -149,6 +149,7 @@ def test_an_adapter_vllm_cannot_serve_is_refused_before_a_server_is_launched(bas
 
 
 # -- vllm: lifecycle against the fake executable ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_server_is_polled_until_ready_and_its_whole_tree_stops_on_close(base_dir, tmp_path, monkeypatch):
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_VLLM_RECORD", str(record))
@@ -191,6 +192,7 @@ def test_a_configured_port_already_taken_is_refused_before_launch(base_dir, tmp_
         assert engine.server is None  # nothing was launched
 
 
+@pytest.mark.slow
 def test_a_server_that_never_becomes_ready_times_out_and_is_stopped(base_dir, tmp_path, monkeypatch):
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
@@ -210,6 +212,7 @@ def test_a_server_that_does_not_list_the_adapter_is_not_used(base_dir, tmp_path,
         engine.start()
 
 
+@pytest.mark.slow
 def test_a_server_that_ignores_sigterm_is_killed(base_dir, tmp_path, monkeypatch):
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_VLLM_MODE", "stubborn")
@@ -222,6 +225,7 @@ def test_a_server_that_ignores_sigterm_is_killed(base_dir, tmp_path, monkeypatch
     assert gone(pid) and time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 def test_an_adapter_added_later_is_loaded_at_run_time_or_relaunched_for_a_higher_rank(base_dir, tmp_path):
     engine = vllm(base_dir, tmp_path)
     engine.add_adapter("first", lora_dir(tmp_path / "a", r=8))

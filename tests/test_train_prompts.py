@@ -65,6 +65,7 @@ def llamafactory_prompts(base: Path, tmp: Path, template: str) -> list[list[int]
 
 
 @pytest.mark.parametrize("template", ["default", "qwen"])
+@pytest.mark.slow
 def test_a_tools_datasets_prompt_ids_equal_llamafactorys_training_encoding(base_model, tmp_path, template):
     from transformers import AutoTokenizer
 

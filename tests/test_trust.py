@@ -80,6 +80,7 @@ def verdict_file(work: Path, run_id: str) -> dict:
     return json.loads((work / "out" / "verdicts" / f"{run_id}.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_k_selection_on_a_blocked_run_is_partial_and_leaves_mlflow_untouched(runs, tmp_path):
     uri, _, made = runs
     run_id = made["blocked"][0]
@@ -96,6 +97,7 @@ def test_a_k_selection_on_a_blocked_run_is_partial_and_leaves_mlflow_untouched(r
     assert not (tmp_path / "sub" / "out" / "verdicts" / f"{run_id}.intoto.json").exists()
 
 
+@pytest.mark.slow
 def test_a_gate_is_selected_by_its_id(runs, tmp_path):
     uri, _, made = runs
     proc = run_session(tmp_path, uri, [made["good"][0]], "-k", "G1", suites=ALL)
@@ -103,6 +105,7 @@ def test_a_gate_is_selected_by_its_id(runs, tmp_path):
     assert gates == ["G1"] and proc.returncode == 0, proc.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_one_suite_file_with_promotion_is_partial_refused_and_exits_non_zero(runs, tmp_path):
     uri, _, made = runs
     d = suites_dir(tmp_path, *ALL)
@@ -114,6 +117,7 @@ def test_one_suite_file_with_promotion_is_partial_refused_and_exits_non_zero(run
     assert promotion.versions_of_run(client(uri), "only-training", made["good"][0]) == []
 
 
+@pytest.mark.slow
 def test_a_swapped_adapter_on_the_run_is_scored_as_it_is_blocked_and_never_promoted_or_verified(runs, tmp_path):
     uri, root, made = runs
     run_id, adapter = audited_run(uri, root, "swapped")
@@ -137,6 +141,7 @@ def test_a_swapped_adapter_on_the_run_is_scored_as_it_is_blocked_and_never_promo
     assert attest.main([str(att), str(shipped)]) == 1
 
 
+@pytest.mark.slow
 def test_verify_refuses_an_attestation_whose_verdict_is_block(runs, tmp_path):
     uri, _, made = runs
     run_id, adapter = made["blocked"]
@@ -146,6 +151,7 @@ def test_verify_refuses_an_attestation_whose_verdict_is_block(runs, tmp_path):
     assert attest.main([str(att), str(adapter)]) == 1
 
 
+@pytest.mark.slow
 def test_collect_only_writes_nothing_and_trains_nothing(runs, tmp_path):
     uri, _, made = runs
     before = tags(uri, made["good"][0])
@@ -154,6 +160,7 @@ def test_collect_only_writes_nothing_and_trains_nothing(runs, tmp_path):
     assert not (tmp_path / "out").exists() and tags(uri, made["good"][0]) == before
 
 
+@pytest.mark.slow
 def test_last_failed_after_a_full_session_is_partial(runs, tmp_path):
     uri, _, made = runs
     d = suites_dir(tmp_path, *ALL)
@@ -166,6 +173,7 @@ def test_last_failed_after_a_full_session_is_partial(runs, tmp_path):
     assert "were not collected" in v["partial_reason"] and "PARTIAL" in again.stdout
 
 
+@pytest.mark.slow
 def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_path):
     uri, _, made = runs
     d = suites_dir(tmp_path, "test_training.py", test_zz_slow=SLOW_GATE.replace("__SECONDS__", "60"))
@@ -183,6 +191,7 @@ def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_pat
     assert v["verdict"] == "partial" and v["complete"] is False  # ... but the session never finished
 
 
+@pytest.mark.slow
 def test_a_second_session_on_the_same_output_directory_is_refused_and_the_first_loses_nothing(runs, tmp_path):
     uri, _, made = runs
     d = suites_dir(tmp_path, "test_training.py", test_zz_slow=SLOW_GATE.replace("__SECONDS__", "20"))
@@ -204,6 +213,7 @@ def test_a_second_session_on_the_same_output_directory_is_refused_and_the_first_
     assert not (tmp_path / "out" / "verdicts" / f"{made['blocked'][0]}.json").exists()
 
 
+@pytest.mark.slow
 def test_xdist_over_two_runs_gives_the_serial_sessions_verdicts_and_exit_code(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = {"clean": make_run(uri, "clean", H.clean()), "nan": make_run(uri, "nan", H.nan_in_last_step())}
@@ -223,6 +233,7 @@ def test_xdist_over_two_runs_gives_the_serial_sessions_verdicts_and_exit_code(tm
     assert results["serial"][1]["nan"][:2] == ("block", True)
 
 
+@pytest.mark.slow
 def test_a_deleted_run_is_an_error_never_a_pass(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = make_run(uri, "deleted", H.clean())
@@ -235,6 +246,7 @@ def test_a_deleted_run_is_an_error_never_a_pass(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr and not list((tmp_path / "out" / "verdicts").glob("*.json"))
 
 
+@pytest.mark.slow
 def test_a_signing_key_that_cannot_be_used_stops_the_session_before_any_gate(runs, tmp_path):
     uri, _, made = runs
     _, public = signing_key(tmp_path)
@@ -246,6 +258,7 @@ def test_a_signing_key_that_cannot_be_used_stops_the_session_before_any_gate(run
         assert not list(work.rglob("*.intoto.json"))
 
 
+@pytest.mark.slow
 def test_a_promoted_versions_evidence_outlives_later_sessions(runs, tmp_path):
     uri, root, _ = runs
     run_id, _ = audited_run(uri, root, "promoted")
@@ -266,6 +279,7 @@ def test_a_promoted_versions_evidence_outlives_later_sessions(runs, tmp_path):
     assert tags(uri, run_id)["ftgate.evidence"] != where  # the run points at the latest complete session
 
 
+@pytest.mark.slow
 def test_junit_xml_carries_gate_id_severity_outcome_value_and_threshold(pytester):
     uri = f"sqlite:///{pytester.path / 'mlflow.db'}"
     run_id = make_run(uri, "flat", H.flat_loss())
@@ -289,6 +303,7 @@ def test_zz_the_store_stops_accepting_writes(ft_run, gate):
 '''
 
 
+@pytest.mark.slow
 def test_a_store_that_stops_accepting_writes_mid_session_is_said_loudly_and_fails_promotion(tmp_path):
     if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(tmp_path)]).returncode != 0:
         pytest.skip("chattr +i is not available here (root bypasses file modes, so nothing else freezes a store)")

@@ -37,6 +37,7 @@ def verdict(pytester, run_id):
     return json.loads((pytester.path / "ftgate-results" / "verdicts" / f"{run_id}.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_defect_gets_its_verdict_file_and_the_session_exits_one(pytester, store):
     uri, ids = store
     args = [a for name in DEFECTS for a in ("--run-id", name)]
@@ -139,6 +140,7 @@ def test_a_tracking_server_that_does_not_answer_is_one_clear_usage_error(pyteste
     assert "Traceback" not in result.stderr.str()
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_session_leaves_a_partial_verdict_on_disk(pytester, store):
     uri, ids = store
     pytester.makeconftest("""
