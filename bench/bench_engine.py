@@ -160,7 +160,7 @@ def cache_speedup(base: Path, adapter: Path, prompts: list[Prompt], tokens: int,
     engine = create_engine("hf", base, Engine(batch_size=16))
     engine.add_adapter("a", adapter)
     cache = PredictionCache(work / "cache")
-    weights = {"base_sha256": predict.dir_digest(base, cache), "adapter_sha256": predict.dir_digest(adapter, cache)}
+    weights = {"base_sha256": predict.weights_digest(base), "adapter_sha256": predict.weights_digest(adapter)}
     params = GenParams(max_new_tokens=tokens)
     (_, cached_first, _), cold = timed(lambda: predict.predict(engine, "a", prompts, params, weights, cache))
     (_, cached_second, _), warm = timed(lambda: predict.predict(engine, "a", prompts, params, weights, cache))

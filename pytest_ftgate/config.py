@@ -107,6 +107,7 @@ class Engine:
     max_loras: int = 4  # vllm --max-loras: adapters of the session's runs in one batch (at least those at launch)
     cpu_kvcache_gib: float = 1.0  # vllm on CPU: VLLM_CPU_KVCACHE_SPACE (GiB of KV cache) unless already set
     merge: str = "never"  # vllm: never (refuse modules_to_save / DoRA adapters) | auto (merge and serve merged)
+    merge_lora: str = "auto"  # hf: auto merges an answering adapter's LoRA into the weights (restored exactly after) | never
     vllm_url: str = ""  # vllm: attach to a running vLLM server (.../v1) instead of launching one
     parity_samples: int = 16  # serving_parity: test rows answered by both the serving engine and hf (0 = all)
     parity_min_agreement_gpu: float = 0.9  # serving_parity on a GPU (half precision flips near-ties); CPU needs 1.0
@@ -306,6 +307,8 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
                           f"got {cfg.engine.parity_samples}, {cfg.engine.parity_min_agreement_gpu}")
     if cfg.engine.merge not in ("never", "auto"):
         raise ConfigError(f"{file}: engine.merge {cfg.engine.merge!r} is not one of never, auto")
+    if cfg.engine.merge_lora not in ("never", "auto"):
+        raise ConfigError(f"{file}: engine.merge_lora {cfg.engine.merge_lora!r} is not one of auto, never")
     if cfg.engine.max_model_len < 0 or cfg.engine.max_loras < 1 or cfg.engine.cpu_kvcache_gib <= 0:
         raise ConfigError(f"{file}: engine.max_model_len must be >= 0, engine.max_loras >= 1 and "
                           f"engine.cpu_kvcache_gib > 0; got {cfg.engine.max_model_len}, {cfg.engine.max_loras}, "
