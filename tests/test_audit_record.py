@@ -121,7 +121,7 @@ def test_the_recorded_adapter_matches_the_artifact_and_the_run_params(record, de
     assert {f["name"]: f["sha256"] for f in adapter["files"]} == {
         p.name: sha(p) for p in Path(demo_run.adapter_dir).iterdir()}
     params = demo_run.store().client.get_run(demo_run.run_id).data.params
-    assert params["ftgate.adapter_sha256"] == adapter["sha256"] == record.digest_files(adapter["files"])
+    assert params["ftgate.adapter_sha256"] == adapter["sha256"] == hashing.digest_files(adapter["files"])
     assert params["ftgate.config_sha256"] == record["input_artifacts"]["config"]["sha256"]
     assert params["ftgate.base_model_sha256"] == record["input_artifacts"]["base_model"]["hash"]
 
