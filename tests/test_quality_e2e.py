@@ -77,13 +77,11 @@ def candidate_run(uri: str, demo_run, adapter_dir: Path, name: str) -> str:
 
     from pytest_ftgate import hashing
 
-    from pytest_ftgate import record
-
     client = MlflowClient(tracking_uri=uri)
     demo = client.get_run(demo_run.run_id)
     run_id = client.create_run(demo.info.experiment_id, run_name=name).info.run_id
     files = hashing.tree_files(adapter_dir)
-    params = {**demo.data.params, "ftgate.adapter_sha256": record.digest_files(files)}
+    params = {**demo.data.params, "ftgate.adapter_sha256": hashing.digest_files(files)}
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
     for key in demo.data.metrics:
         client.log_batch(run_id, metrics=client.get_metric_history(demo_run.run_id, key))
