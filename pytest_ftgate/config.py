@@ -162,6 +162,17 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """A/B comparison of the session's runs (``--ftgate-compare RUN_B``, else each run against the session's best)
+    and the runs table of the report (``compare.py``)."""
+
+    metrics: tuple[str, ...] = ()  # compared sample by sample (built-in metrics); default: quality.baseline_metrics
+    primary_metric: str = ""  # ranks the runs and names the best releasable one; default: the first of metrics
+    tie_margin: float = 0.0  # a per-sample score difference up to this counts as a tie
+    params: tuple[str, ...] = ()  # more MLflow params shown beside the hyperparameters in the runs table
+
+
+@dataclass(frozen=True)
 class FtgateConfig:
     """The whole ``ftgate.yaml``."""
 
@@ -172,6 +183,7 @@ class FtgateConfig:
     benchmarks: Benchmarks = field(default_factory=Benchmarks)
     data: Data = field(default_factory=Data)
     audit: Audit = field(default_factory=Audit)
+    compare: Compare = field(default_factory=Compare)
     gates: dict = field(default_factory=dict)  # gate id -> severity override, e.g. {"G5": "block"}
     source: str = ""  # the file it came from ("" = built-in defaults)
 
@@ -324,6 +336,23 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
                           f"got {cfg.quality.min_baseline_ratio}")
     if not 0 < cfg.quality.confidence < 1:
         raise ConfigError(f"{file}: quality.confidence must lie between 0 and 1, got {cfg.quality.confidence}")
+    _check_compare(cfg, file)
+
+
+def _check_compare(cfg: FtgateConfig, file: str) -> None:
+    """``compare.metrics`` and ``compare.primary_metric`` name metrics with per-sample scores (the built-in ones:
+    the A/B comparison pairs samples), ``compare.tie_margin`` is not negative."""
+    from .metrics import BUILTIN
+
+    c = cfg.compare
+    named = [(f"compare.metrics[{i}]", m) for i, m in enumerate(c.metrics)]
+    named += [("compare.primary_metric", c.primary_metric)] if c.primary_metric else []
+    for key, metric in named:
+        if metric not in BUILTIN:
+            raise ConfigError(f"{file}: {key} {metric!r} is not a metric with per-sample scores (one of "
+                              f"{', '.join(BUILTIN)}){did_you_mean(metric, BUILTIN)}; fix the name")
+    if c.tie_margin < 0:
+        raise ConfigError(f"{file}: compare.tie_margin must be >= 0, got {c.tie_margin}")
 
 
 def _one_of(file: str, key: str, value: str, choices) -> None:

@@ -203,11 +203,14 @@ def scorer(test_set, adapter, base_model: str, prediction_cache, ftgate_config: 
 
 
 @pytest.fixture(scope="session")
-def predictions(engine, scorer, base_model: str, adapter, ft_run: RunRecord):
-    """The adapter's greedy answers to the test set, scored (``predict.Answers``)."""
-    from . import predict
+def predictions(engine, scorer, base_model: str, adapter, ft_run: RunRecord, ftgate_session: FtgateSession):
+    """The adapter's greedy answers to the test set, scored (``predict.Answers``); kept in the session per run
+    (``FtgateSession.answers``) for the A/B comparison of the session's runs when it ends."""
+    from . import compare, predict
 
-    return scorer.answers("candidate", engine, predict.adapter_name(ft_run.run_id), base_model, adapter)
+    answers = scorer.answers("candidate", engine, predict.adapter_name(ft_run.run_id), base_model, adapter)
+    ftgate_session.answers[ft_run.run_id] = compare.snapshot(ft_run.run_id, answers, scorer)
+    return answers
 
 
 @pytest.fixture(scope="session")

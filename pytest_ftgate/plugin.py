@@ -97,6 +97,9 @@ _OPTIONS = [
      "engine.kind of ftgate.yaml (hf)"),
     ("--ftgate-promote", "ftgate_promote", _name, "NAME",
      "register runs that pass (or only warn) as versions of this registered model, alias 'candidate'", "off"),
+    ("--ftgate-compare", "ftgate_compare", _run_ref, "RUN_B",
+     "a run (id or name) gated too and compared with every other run of the session on the same test set",
+     "off: the session's runs of one test set and base model are compared with the best of them"),
 ]
 _FLAGS = [
     ("--ftgate-retrain", "ftgate_retrain", "train again even when an identical finished run exists"),
@@ -145,6 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
         retrain=flags["ftgate_retrain"], test_set=vals["ftgate_test_set"] or "", engine=vals["ftgate_engine"] or "",
         test_dataset=vals["ftgate_test_dataset"] or "",
         allow_pickle=flags["ftgate_allow_pickle"], promote=vals["ftgate_promote"] or "", root=str(config.rootpath),
+        compare=vals["ftgate_compare"] or "",
         collect_only=bool(config.option.collectonly),
     )
     if not options.config_path and (config.rootpath / "ftgate.yaml").is_file():

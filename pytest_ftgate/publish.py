@@ -111,10 +111,29 @@ class Publisher:
         self.meta["interrupted"] = bool(interrupted)
         self.meta["finished_at"] = utcnow()
         evs = self.evidence()
+        self._compare()
         for ev in evs:
             ev.verdict = self.redactor.deep(self.sess.verdicts[ev.run_id].to_dict())
         self._fresh = True
         return evs
+
+    def _compare(self) -> None:
+        """The comparisons of the session's runs (``compare.py``), from the answers the session kept: each run's
+        into its verdict (``comparison``), the whole table into ``meta["comparison"]`` (report and report.json)."""
+        from . import compare
+
+        verdicts = {k: v.to_dict() for k, v in self.sess.verdicts.items()}
+        inputs = {k: ((raw[0].params if raw[0] is not None else None), raw[1]) for k, raw in self._raw.items()}
+        try:
+            summary = compare.session_comparison(verdicts, inputs, self.sess.answers,
+                                                 compare.Settings.of(self.sess.cfg), self.sess.compare_key)
+        except Exception as exc:  # a comparison must never cost the session its verdicts
+            self.failures.append("comparison of the session's runs")
+            summary = {"notes": [f"the runs could not be compared: {type(exc).__name__}: {_first(exc)}"]}
+        for key, comparison in (summary.get("pairs") or {}).items():
+            if key in self.sess.verdicts:
+                self.sess.verdicts[key].comparison = comparison
+        self.meta["comparison"] = self.redactor.deep(summary)
 
     def html(self, interrupted: bool) -> str:
         return report.session_html(self.refresh(interrupted), self.meta)

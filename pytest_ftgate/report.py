@@ -467,6 +467,53 @@ def engine_section(gates: list[dict]) -> str:
     return ""
 
 
+def comparison_html(summary: Mapping | None) -> str:
+    """The session's runs side by side (``compare.session_comparison``): the best releasable run, a table of each
+    run's hyperparameters, scores with intervals, G4/G5/benchmark values and verdict, a plot, and the A/B pairs
+    (difference with its interval, wins/ties/losses, which run the evidence prefers); "" without runs."""
+    if not summary or not (summary.get("runs") or summary.get("notes")):
+        return ""
+    from . import compare
+
+    def ci(d: Mapping | None) -> str:
+        d = d or {}
+        if d.get("ci_low") is None:
+            return fmt(d.get("value", d.get("difference")))
+        return f"{fmt(d.get('value', d.get('difference')))} [{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]"
+
+    runs, names = summary.get("runs") or [], list(summary.get("metrics") or [])
+    best = summary.get("best") or {}
+    parts = [note(f"best releasable run: {best['run_name']} ({best.get('reason')})" if best.get("run_id") else
+                  f"no best releasable run: {best.get('reason', 'no run was compared')}")]
+    hyper = list(dict.fromkeys(k for r in runs for k in (r.get("hyperparameters") or {})))
+    head = ["run", "verdict", *hyper, *names, "G4 vs base (difference)", "G5", "benchmarks"]
+    rows = [[("★ " if r.get("run_id") == best.get("run_id") else "") + str(r.get("run_name")),
+             str(r.get("verdict")).upper() + ("" if r.get("complete") else " (incomplete)"),
+             *[(r.get("hyperparameters") or {}).get(k) for k in hyper],
+             *[ci((r.get("scores") or {}).get(m)) for m in names],
+             "; ".join(f"{m} {ci(d)}" for m, d in (r.get("g4") or {}).items()) or None, words(r.get("g5") or None),
+             "; ".join(f"{t} {ci(d)}" for t, d in (r.get("benchmarks") or {}).items()) or None] for r in runs]
+    if runs:
+        parts.append(table(head, rows, "ftgate-runs"))
+        png = compare.plot_png(summary)
+        if png:
+            parts.append(f'<img class="ftgate-plot" alt="scores of the session\'s runs with intervals" '
+                         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
+    pairs = [(k, c) for k, c in (summary.get("pairs") or {}).items() if c.get("role") == "candidate"]
+    ab = [[next((r.get("run_name") for r in runs if r.get("run_id") == k), k), c["against"].get("run_name"),
+           m["metric"], m["candidate_value"], m["reference_value"], ci(m), f"{m['wins']}/{m['ties']}/{m['losses']}",
+           m["prefers"]] for k, c in pairs for m in c.get("metrics") or []]
+    if pairs:
+        level = f"{float(summary.get('confidence') or 0.95):.0%}"
+        parts.append(f"<h4>A/B ({e(summary.get('mode'))}, {e(level)} paired bootstrap intervals of candidate − "
+                     "reference)</h4>")
+        parts.append(table(["candidate", "reference", "metric", "candidate", "reference", "difference [interval]",
+                            "wins/ties/losses", "favours"], ab, "ftgate-ab") if ab else "")
+        parts += [note(c.get("message", "")) for _, c in pairs]
+    parts += [note(n) for n in summary.get("notes") or []]
+    return section("Comparison of the session's runs", "".join(parts))
+
+
 # -- one run, the whole session ------------------------------------------------------------------------------------
 def findings_html(gates: list[dict]) -> str:
     """Any family's gates: each one's message, with its details folded (the view of a section without its own)."""
@@ -551,7 +598,8 @@ def session_html(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> str:
          ", ".join(f"{g.get('id')} ({gate_label(g)})" for g in ordered(ev.verdict.get("gates", []))
                    if g.get("outcome") in ("failed", "error")) or "–"] for ev in evidence], "ftgate-overview")
     return (f'<style>{CSS}</style><section class="ftgate-report">{head}{decisions(evidence)}'
-            f'{folded("all runs in one table", overview)}</div>' + "".join(run_html(ev) for ev in evidence)
+            f'{folded("all runs in one table", overview)}{comparison_html(meta.get("comparison"))}</div>'
+            + "".join(run_html(ev) for ev in evidence)
             + "</section>")
 
 
@@ -662,7 +710,8 @@ def session_json(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> dict:
     for ev in evidence:
         counts[ev.verdict.get("verdict", "block")] = counts.get(ev.verdict.get("verdict", "block"), 0) + 1
     return {"schema_version": 1, "tool": {"name": "pytest-ftgate", "version": meta.get("version")},
-            "session": dict(meta), "counts": counts, "runs": [{
+            "session": {k: v for k, v in meta.items() if k != "comparison"}, "counts": counts,
+            "comparison": meta.get("comparison") or {}, "runs": [{
                 **ev.verdict, "run": record_dict(ev.record), "audit_record": ev.audit,
                 "adapter_files": ev.adapter_files, "attestation": ev.attestation, "promotion": ev.promotion,
                 "notes": ev.notes} for ev in evidence]}

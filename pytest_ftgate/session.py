@@ -46,6 +46,7 @@ class Options:
     engine: str = ""  # overrides engine.kind of ftgate.yaml
     allow_pickle: bool = False
     promote: str = ""  # registered model name for promotion of passing runs
+    compare: str = ""  # --ftgate-compare: a run gated too, the reference every other run is compared with
     root: str = "."  # pytest's rootdir: the embedded store and the demo config live under it
     collect_only: bool = False  # --collect-only: resolve nothing that writes, train nothing, write nothing
 
@@ -133,6 +134,8 @@ class FtgateSession:
     inventory_known: bool = False  # whether ``expected`` was filled by a collection (here or on a worker)
     adapters: dict = field(default_factory=dict)  # run key -> artifacts.AdapterCopy, one download per session
     audit_records: dict = field(default_factory=dict)  # run id -> record.LoadedRecord, one download per session
+    answers: dict = field(default_factory=dict)  # run key -> compare.RunAnswers (the predictions fixture), compared
+    compare_key: str = ""  # the run key of --ftgate-compare, once resolved
     _refs: list[RunRef] | None = None
     _store: RunStore | None = None
     _lock: OutDirLock | None = None
@@ -204,7 +207,7 @@ class FtgateSession:
             self.check_out_dir()
             self.check_signing_key()
         refs, bad = [], []
-        if self.options.run_ids:
+        if self.options.run_ids or self.options.compare:
             self.store.check()  # a missing or broken store is said once, not once per run
         for ref in self.options.run_ids:
             try:
@@ -222,7 +225,10 @@ class FtgateSession:
                 self.echo(f"ftgate: no --run-id given: training and gating the bundled demo run ({demo})")
         for config in configs:  # the bundled demo's paths are relative to the rootdir, wherever pytest runs
             refs.append(self._train(config, cwd=self.options.root if demo is not None else None))
+        if self.options.compare:
+            refs.append(self._compare_ref())
         refs = _unique_ids(refs)
+        self._check_comparable(refs)
         if self.writes and any(r.run_id for r in refs):
             self.store.check_writable()  # a verdict that cannot be recorded is found out before the gates run
         self._refs = refs
@@ -232,6 +238,35 @@ class FtgateSession:
             self.journal_path(r.key).unlink(missing_ok=True)  # a journal left by an earlier, killed session
             self._write(r.key)
         return self._refs
+
+    def _compare_ref(self) -> RunRef:
+        """The run of ``--ftgate-compare``: resolved like ``--run-id`` (bad input when it cannot be found)."""
+        try:
+            ref = self._resolve(self.options.compare)
+        except RunUnavailable as exc:
+            raise FtgateError(f"--ftgate-compare: {exc}") from None
+        self.compare_key = ref.key
+        return ref
+
+    def _check_comparable(self, refs: list[RunRef]) -> None:
+        """Before any gate runs: a run recorded on another base model or test set than the ``--ftgate-compare`` run
+        is bad input (one line per run, naming it and the fix). Runs without an audit record are checked later,
+        on their answers (``compare.comparable``)."""
+        if not self.compare_key or self.options.collect_only:
+            return
+        from . import compare
+
+        def ident(r: RunRef) -> dict:
+            return compare.identity(self.audit_record(r.run_id).record, self._params(r.run_id))
+
+        others = [(r.test_id, ident(r)) for r in refs if r.run_id and not r.error and r.key != self.compare_key]
+        if not others:
+            return
+        reference = next(r for r in refs if r.key == self.compare_key)
+        bad = compare.mismatches(reference.test_id, ident(reference), others,
+                                 bool(self.options.test_set or self.cfg.quality.test_set))
+        if bad:
+            raise FtgateError("\n".join(bad))
 
     def _resolve(self, ref: str) -> RunRef:
         run_id, name = self.store.resolve(ref)
@@ -312,7 +347,8 @@ class FtgateSession:
     def inventory(self) -> dict:
         """What this process collected, as plain data (an xdist worker sends it to the controller)."""
         return {"expected": {k: sorted(v) for k, v in self.expected.items()},
-                "problems": list(self.selection_problems), "known": self.inventory_known}
+                "problems": list(self.selection_problems), "known": self.inventory_known,
+                "answers": {k: a.to_dict() for k, a in self.answers.items()}}
 
     def merge_inventory(self, inv: dict | None) -> None:
         if not inv or not inv.get("known"):
@@ -323,6 +359,10 @@ class FtgateSession:
         for p in inv.get("problems") or []:
             if p not in self.selection_problems:
                 self.selection_problems.append(p)
+        if inv.get("answers"):
+            from .compare import RunAnswers
+
+            self.answers.update({k: RunAnswers.from_dict(a) for k, a in inv["answers"].items()})
 
     # -- verdicts ------------------------------------------------------------------------------------
     def record(self, run_key: str, gate: GateRecord) -> None:
@@ -392,6 +432,8 @@ class FtgateSession:
                 lines.append(f"    partial: {v.partial_reason}")
             if v.error:
                 lines.append(f"    {v.error}")
+            if v.comparison.get("message"):
+                lines.append(f"    A/B: {_short(v.comparison['message'], 240)}")
             for g in v.failed():
                 if v.error and g.outcome == "error":
                     continue

@@ -28,6 +28,14 @@ Schema of ``<out>/verdicts/<run_id>.json`` (every field always present):
   finished_at     ISO 8601 UTC, when this file was last written
   ftgate_version  the plugin's version
   report_sha256   sha256 of the HTML report, once written ("" before)
+  comparison      the A/B comparison of this run with another run of the session ({} when none), set when the
+                  session ends (``compare.py``): {mode: "--ftgate-compare" | "session", role: "candidate" |
+                  "reference"}; a candidate also has against {run_id, run_name}, n, test_set_sha256, metrics
+                  [{metric, candidate_value, reference_value, difference, ci_low, ci_high, confidence, wins, ties,
+                  losses, prefers}] (a paired bootstrap of candidate - reference per metric; wins/ties/losses per
+                  sample), prefers ("candidate" | "reference" when an interval excludes 0 and none says the
+                  opposite, "mixed", "neither", "not comparable", "not compared"), preferred {run_id, run_name} or
+                  null, message; a reference has compared_with [run names]
 """
 
 from __future__ import annotations
@@ -80,6 +88,7 @@ class Verdict:
     finished_at: str = ""
     ftgate_version: str = ""
     report_sha256: str = ""
+    comparison: dict = field(default_factory=dict)  # set when the session ends (compare.session_comparison)
 
     @property
     def incomplete(self) -> bool:
@@ -126,6 +135,7 @@ class Verdict:
             "finished_at": self.finished_at or utcnow(),
             "ftgate_version": self.ftgate_version,
             "report_sha256": self.report_sha256,
+            "comparison": self.comparison,
         }
         return json_safe(d)
 
