@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 
 from . import metrics
 from .record import AuditRecord, training_config
@@ -184,14 +183,10 @@ def _num(x: float) -> float | None:
 # -- the session's runs ---------------------------------------------------------------------------------------------
 def interval(scores: metrics.Scores, metric: str, s: Settings) -> dict:
     """A run's own score with its percentile bootstrap interval (the test items resampled, as G4 resamples them)."""
-    value = scores.value(metric)
-    n = scores.n
-    if not n or s.resamples <= 0:
+    value, low, high = metrics.bootstrap_interval(scores, metric, s.resamples, s.confidence, s.seed)
+    if math.isnan(low):
         return {"value": value, "ci_low": None, "ci_high": None}
-    idx = np.random.default_rng(s.seed).integers(0, n, size=(s.resamples, n))
-    alpha = (1 - s.confidence) / 2
-    low, high = np.quantile(scores.resampled(metric, idx), [alpha, 1 - alpha])
-    return {"value": value, "ci_low": float(low), "ci_high": float(high)}
+    return {"value": value, "ci_low": low, "ci_high": high}
 
 
 def hyperparameters(params: Mapping | None, audit: Any, extra: Sequence[str] = ()) -> dict:

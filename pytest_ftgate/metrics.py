@@ -187,6 +187,19 @@ class Interval:
         return self.low > 0
 
 
+def bootstrap_interval(scores: Scores, metric: str, resamples: int = 1000, confidence: float = 0.95,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """(value, low, high): one model's score with the percentile interval of its test items resampled with
+    replacement (NaN bounds without items or resamples); the one-sample twin of ``paired_bootstrap``."""
+    value = scores.value(metric)
+    if not scores.n or resamples <= 0:
+        return value, math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, scores.n, size=(resamples, scores.n))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(scores.resampled(metric, idx), [alpha, 1 - alpha])
+    return value, float(low), float(high)
+
+
 def paired_bootstrap(candidate: Scores, baseline: Scores, metric: str, resamples: int = 1000,
                      confidence: float = 0.95, seed: int = 0) -> Interval:
     """Resample test items with replacement (the same items for both models) and take percentiles of the
