@@ -330,10 +330,9 @@ def quality_html(gates: list[dict]) -> str:
     """Per quality gate: its comparison rows (metrics, baseline, CI) as one table, then its other details."""
     parts = []
     for g in gates:
-        details = g.get("details") or {}
-        rows = find_rows(details, is_comparison)
-        rest = {k: v for k, v in details.items() if k not in ("samples", "answers") and not find_rows(
-            v, is_comparison)}
+        details = {k: v for k, v in (g.get("details") or {}).items() if k not in ("samples", "answers")}
+        rows = find_rows(details, is_comparison)  # the per-model answer info is not a comparison row
+        rest = {k: v for k, v in details.items() if not find_rows(v, is_comparison)}
         if rows or rest:
             parts.append(f"<h4>{e(gate_title(g))}: {e(gate_label(g))}</h4>" + (rows_table(rows) if rows else "")
                          + (details_html(rest) if rest else ""))
