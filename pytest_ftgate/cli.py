@@ -15,6 +15,7 @@ COMMANDS = {
     "promote": ("pytest_ftgate.promotion", "move a registry alias after human review (e.g. --to production)"),
     "verify": ("pytest_ftgate.attest", "re-check an attestation's digests and signature against an adapter"),
     "combine": ("pytest_ftgate.combine", "one report for runs gated in several sessions (CI jobs of a sweep)"),
+    "human-eval": ("pytest_ftgate.human_eval", "export a blinded rating sheet of a gated run; import the ratings"),
 }
 
 

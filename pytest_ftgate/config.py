@@ -173,6 +173,36 @@ class Compare:
 
 
 @dataclass(frozen=True)
+class HumanEval:
+    """The ``human_eval`` gate on ratings imported with `ftgate human-eval import` (seed 002: "Chat: Human eval
+    score > 3.5/5"), and the sheets `ftgate human-eval export` writes (``human_eval.py``)."""
+
+    min_mean: float = 3.5  # the candidate's mean score (1-5, over items) must be above this
+    require_interval: bool = False  # true: the lower bound of the mean's interval must be above min_mean too
+    min_win_rate: float = 0.5  # fails when the win rate's whole interval (ties count half) lies below this
+    confidence: float = 0.95  # of the bootstrap intervals over items
+    bootstrap_samples: int = 2000
+    seed: int = 0
+    pending: str = "warn"  # no ratings imported yet: warn | block | info (reported, not counted)
+    samples: int = 50  # items in an export (`ftgate human-eval export --n` overrides it)
+
+
+def _check_human_eval(cfg: "FtgateConfig", file: str) -> None:
+    """``human_eval.*`` in range: min_mean on the 1-5 scale, min_win_rate and confidence as shares, pending one of
+    warn, block or info (reported, not counted), at least one bootstrap sample and one exported item."""
+    h = cfg.human_eval
+    if not 1 <= h.min_mean < 5:
+        raise ConfigError(f"{file}: human_eval.min_mean must lie in [1, 5) (the rating scale is 1-5), got {h.min_mean}")
+    if not 0 <= h.min_win_rate <= 1 or not 0 < h.confidence < 1:
+        raise ConfigError(f"{file}: human_eval.min_win_rate must lie in [0, 1] and human_eval.confidence in (0, 1); "
+                          f"got {h.min_win_rate}, {h.confidence}")
+    _one_of(file, "human_eval.pending", h.pending, ("warn", "block", "info"))
+    for key in ("bootstrap_samples", "samples"):
+        if getattr(h, key) < 1:
+            raise ConfigError(f"{file}: human_eval.{key} must be at least 1, got {getattr(h, key)}")
+
+
+@dataclass(frozen=True)
 class FtgateConfig:
     """The whole ``ftgate.yaml``."""
 
@@ -184,6 +214,7 @@ class FtgateConfig:
     data: Data = field(default_factory=Data)
     audit: Audit = field(default_factory=Audit)
     compare: Compare = field(default_factory=Compare)
+    human_eval: HumanEval = field(default_factory=HumanEval)
     gates: dict = field(default_factory=dict)  # gate id -> severity override, e.g. {"G5": "block"}
     source: str = ""  # the file it came from ("" = built-in defaults)
 
@@ -337,6 +368,7 @@ def _check_values(cfg: FtgateConfig, file: str) -> None:
     if not 0 < cfg.quality.confidence < 1:
         raise ConfigError(f"{file}: quality.confidence must lie between 0 and 1, got {cfg.quality.confidence}")
     _check_compare(cfg, file)
+    _check_human_eval(cfg, file)
 
 
 def _check_compare(cfg: FtgateConfig, file: str) -> None:

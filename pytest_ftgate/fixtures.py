@@ -247,3 +247,15 @@ def adapter(ft_run: RunRecord, ftgate_session: FtgateSession) -> str:
     into ``<root>/.ftgate/cache/adapters/<sha256 of those bytes>``. Whether they match what training recorded is the
     integrity gate's verdict; every gate scores these bytes (RunUnavailable when the run has no adapter)."""
     return str(ftgate_session.adapter(ft_run.run_id).require())
+
+
+# --- human evaluation fixtures (issue 13) ---
+@pytest.fixture(scope="session")
+def human_ratings(ft_run: RunRecord, ftgate_session: FtgateSession, ftgate_config: FtgateConfig,
+                  tmp_path_factory: pytest.TempPathFactory):
+    """The run's imported human ratings, validated again against their export and summarized
+    (``human_eval.GateInput``: ``summary`` None with a ``hint`` naming the commands when none are imported yet)."""
+    from . import human_eval
+
+    return human_eval.for_gate(ftgate_session.store, ft_run.run_id, tmp_path_factory.mktemp("human-eval"),
+                               ftgate_config.human_eval)

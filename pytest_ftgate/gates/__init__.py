@@ -6,6 +6,7 @@
   benchmarks  bench:<task>                                                      (lm-evaluation-harness)
   audit       G6 audit record, integrity, adapter_format, reproducibility       (the audit record)
   data        schema, pii, leakage, duplicates                                  (the training and test data)
+  human       human_eval                                                        (imported human ratings)
 
 A new gate goes into its family's module (a new family: a new module here, named in ``FAMILIES``). Each family
 declares its report section once (``family(...)``) and registers its gate ids with ``@gate(id, label)``; the
@@ -22,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-FAMILIES = ("training", "quality", "serving", "benchmarks", "audit", "data")
+FAMILIES = ("training", "quality", "serving", "benchmarks", "audit", "data", "human")
 
 
 class GateFailure(AssertionError):
