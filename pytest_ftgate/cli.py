@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: ftgate COMMAND [ARGS]\n\ncommands:")
         for name, (_, help_) in COMMANDS.items():
-            print(f"  {name:<8} {help_}")
+            print(f"  {name:<11} {help_}")
         print("\nThe gate itself runs under pytest: pytest suites --run-id RUN_ID")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
