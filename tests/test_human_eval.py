@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_ftgate import human_eval as he
+from pytest_ftgate import human_form
 from pytest_ftgate.config import HumanEval, load_config
 from pytest_ftgate.errors import ConfigError, DataError
 from pytest_ftgate.gates import human
@@ -102,7 +103,7 @@ def test_the_form_is_self_contained_and_an_answer_cannot_inject_markup():
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_csv_the_form_saves_is_read_back_unchanged(tmp_path):
-    script = he.FORM.split('"use strict";')[1].split("function el(")[0].replace("__COLUMNS__",
+    script = human_form.FORM.split('"use strict";')[1].split("function el(")[0].replace("__COLUMNS__",
                                                                                 json.dumps(he.COLUMNS))
     row = {"export_id": "sha256:" + "1" * 64, "item": "h001", "prompt": 'say "hi",\nthen go', "reference": "",
            "answer_a": "a, b", "answer_b": "line1\r\nline2", "rater": "Zoë", "score_a": "4", "score_b": "2",
