@@ -339,41 +339,49 @@ def _not_compared(mode: str, against: Mapping, why: str) -> dict:
 VERDICT_COLOURS = {"pass": "#2e7d32", "warn": "#b26a00", "block": "#c62828", "partial": "#546e7a"}
 
 
-def plot_png(summary: Mapping) -> bytes | None:
-    """Each run's scores with their intervals, one marker per metric, runs coloured by verdict and the best
-    releasable run starred; None when no run has scores. PNG bytes (matplotlib, Agg: no display)."""
+METRIC_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def plot_svg(summary: Mapping) -> str | None:
+    """Each run's scores with their intervals, one marker per metric, run names coloured by verdict and the best
+    releasable run starred; None when no run has scores. A small SVG drawn here (no plotting library imported)."""
+    from html import escape
+
     rows = [r for r in summary.get("runs") or [] if r.get("scores")]
-    if not rows:
-        return None
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     names = list(summary.get("metrics") or [])
+    if not rows or not names:
+        return None
+    cells = [(i, j, r["scores"][m]) for i, r in enumerate(rows) for j, m in enumerate(names) if r["scores"].get(m)]
+    ys = [v for _, _, c in cells for v in (c["value"], c.get("ci_low"), c.get("ci_high")) if v is not None]
+    lo, hi = min(ys), max(ys)
+    lo, hi = (lo - 0.05, hi + 0.05) if hi - lo < 1e-9 else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    left, top, slot, h = 56, 12, 120, 190
+    width = left + slot * len(rows) + 110
+    y = lambda v: top + (1 - (v - lo) / (hi - lo)) * h  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h + 60}" width="{width}" '
+           f'height="{h + 60}" font-family="sans-serif" font-size="11">',
+           f'<rect x="{left}" y="{top}" width="{slot * len(rows)}" height="{h}" fill="white" stroke="#999"/>']
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        out.append(f'<line x1="{left}" x2="{left + slot * len(rows)}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+                   f'stroke="#eee"/><text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    for i, j, c in cells:
+        x, colour = left + slot * i + slot * (j + 1) / (len(names) + 1), METRIC_COLOURS[j % len(METRIC_COLOURS)]
+        if c.get("ci_low") is not None and c.get("ci_high") is not None:
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y(c["ci_low"]):.1f}" y2="{y(c["ci_high"]):.1f}" '
+                       f'stroke="{colour}"/>')
+        out.append(f'<circle cx="{x:.1f}" cy="{y(c["value"]):.1f}" r="3.5" fill="{colour}"/>')
     best = (summary.get("best") or {}).get("run_id")
-    fig = Figure(figsize=(max(4.0, 1.2 * len(rows) + 2), 3.2), dpi=100)
-    ax = fig.add_subplot()
-    width = 0.8 / max(1, len(names))
-    for j, metric in enumerate(names):
-        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(rows))]
-        vals = [r["scores"][metric]["value"] for r in rows]
-        lows = [v - (r["scores"][metric]["ci_low"] if r["scores"][metric]["ci_low"] is not None else v)
-                for v, r in zip(vals, rows)]
-        highs = [(r["scores"][metric]["ci_high"] if r["scores"][metric]["ci_high"] is not None else v) - v
-                 for v, r in zip(vals, rows)]
-        ax.errorbar(xs, vals, yerr=[lows, highs], fmt="o", capsize=3, label=metric)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([("★ " if r["run_id"] == best else "") + f"{r['run_name']}\n{str(r['verdict']).upper()}"
-                        for r in rows], fontsize=8)
-    for tick, r in zip(ax.get_xticklabels(), rows):
-        tick.set_color(VERDICT_COLOURS.get(str(r["verdict"]), "#222"))
-    ax.set_ylabel(f"score, {summary.get('confidence', 0.95):.0%} interval")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    for i, r in enumerate(rows):
+        colour = VERDICT_COLOURS.get(str(r["verdict"]), "#222")
+        label = ("★ " if r["run_id"] == best else "") + str(r["run_name"])
+        out.append(f'<text x="{left + slot * (i + 0.5):.1f}" y="{top + h + 16}" text-anchor="middle" '
+                   f'fill="{colour}">{escape(label[:22])}</text><text x="{left + slot * (i + 0.5):.1f}" '
+                   f'y="{top + h + 30}" text-anchor="middle" fill="{colour}">{escape(str(r["verdict"]).upper())}</text>')
+    for j, m in enumerate(names):
+        colour = METRIC_COLOURS[j % len(METRIC_COLOURS)]
+        out.append(f'<circle cx="{width - 96}" cy="{top + 10 + 14 * j}" r="3.5" fill="{colour}"/>'
+                   f'<text x="{width - 88}" y="{top + 14 + 14 * j}">{escape(m)}</text>')
+    out.append(f'<text x="12" y="{top + h / 2}" transform="rotate(-90 12 {top + h / 2})" text-anchor="middle">'
+               f'score, {summary.get("confidence", 0.95):.0%} interval</text>')
+    return "".join(out) + "</svg>"

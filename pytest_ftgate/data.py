@@ -24,7 +24,7 @@ from typing import Any
 from . import pii
 from .errors import ConfigError, DataError
 from .fileio import resolve_path
-from .jsonstream import data_files
+from .jsonstream import data_files, iter_rows
 from .rows import (  # noqa: F401 (re-exported)
     AUTO,
     COLUMN_KEYS,
@@ -90,6 +90,18 @@ def normalise(text: str) -> str:
     if text.isascii():  # the same result, three times faster
         return " ".join(text.lower().translate(_ASCII_NONWORD).split())
     return _NONWORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+# _key(): ASCII folded in one bytes.translate: upper to lower case, every other non-alphanumeric byte to a space
+_ASCII_FOLD = bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
+
+
+def _key(text: str) -> bytes:
+    """``normalise(text)`` as UTF-8 bytes, what leakage and duplicates hash: for ASCII text the same tokens by
+    bytes.translate (twice as fast as str.lower + str.translate); other text through ``normalise`` itself."""
+    if text.isascii():
+        return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split())
+    return normalise(text).encode("utf-8")
 
 
 _h = hash  # 64-bit, fast; salted per process, which is fine: every hash of one scan is compared in one process
@@ -168,23 +180,26 @@ class _Scanner:
                 continue
             fr.bytes = os.path.getsize(path)
             try:
-                for _, row, value, problems in read_rows(path, df.spec):
+                for row, value, problem, raw in iter_rows(path, raw=True):  # read_rows, with each row's JSON text
                     if left == 0:
                         break
                     left -= 1
-                    self.row(fr, df.spec, row, value, problems)
+                    self.row(fr, df.spec, row, value, [problem] if problem else row_problems(value, df.spec), raw)
             except DataError as exc:
                 fr.error = str(exc)
             except (OSError, UnicodeDecodeError) as exc:
                 fr.error = f"{path}: cannot be read at row {fr.rows + 1}: {exc}"
 
-    def row(self, fr: FileResult, spec: DatasetSpec, row: int, value: Any, problems: list[str]) -> None:
+    def row(self, fr: FileResult, spec: DatasetSpec, row: int, value: Any, problems: list[str],
+            raw: str | bytes | None = None) -> None:
+        """Schema, PII (the exact detectors only on a row whose raw text ``pii.maybe`` holds), then leakage and
+        duplicates of a valid row."""
         fr.rows += 1
         if problems:
             fr.bad_rows += 1
             if len(fr.bad) < self.scan.max_listed:
                 fr.bad.append((row, "; ".join(problems)))
-        if self.kinds and value is not None:
+        if self.kinds and value is not None and pii.maybe(raw):
             found = pii.count("\n".join(_strings(value, [])), self.kinds)
             if found:
                 fr.pii_rows += 1
@@ -205,11 +220,11 @@ class _Scanner:
             return
         self.scan.test_prompts += 1
         self.test_exact.setdefault(_h(prompt), (fr.path, row))
-        self.test_norm.setdefault(_h(normalise(prompt)), (fr.path, row))
+        self.test_norm.setdefault(_h(_key(prompt)), (fr.path, row))
 
     def train_row(self, fr: FileResult, value: dict, spec: DatasetSpec, row: int) -> None:
         prompt = prompt_text(value, spec)
-        norm = normalise(prompt)
+        norm = _key(prompt)
         if self.test_norm:
             hit = self.test_exact.get(_h(prompt))
             how = "exact"
@@ -220,8 +235,7 @@ class _Scanner:
         if not self.names or self.names[-1] != fr.path:
             self.names.append(fr.path)
         system = value.get(spec.columns["system"]) if spec.columns.get("system") else None
-        key = "\x1f".join((normalise(system) if system else "", norm, normalise(answer_text(value, spec))))
-        self.dup_hash.append(_h(key))
+        self.dup_hash.append(_h((_key(system) if system else b"", norm, _key(answer_text(value, spec)))))
         self.dup_where.append((len(self.names) - 1) << 40 | row)
         self.scan.train_rows += 1
 

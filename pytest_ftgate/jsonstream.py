@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from .errors import DataError
 
@@ -28,19 +28,21 @@ def data_files(path: str | Path) -> list[Path]:
     return [p]
 
 
-def iter_rows(path: str | Path) -> Iterator[tuple[int, Any, str]]:
+def iter_rows(path: str | Path, raw: bool = False) -> Iterator[tuple]:
     """Stream ``(row, value, problem)`` from a JSON array or a JSON Lines file. ``problem`` is why a JSON Lines
-    row does not parse ("" when it does); a JSON array that breaks, or a file of one JSON object, raises DataError."""
+    row does not parse ("" when it does); a JSON array that breaks, or a file of one JSON object, raises DataError.
+    With ``raw``, a fourth item: the row's JSON text as read (bytes of a JSON Lines line, the str of an array
+    element), which lets the data scan prefilter a row (``pii.maybe``) without walking its decoded strings."""
     p = Path(path)
     with open(p, "rb") as fb:
         head = fb.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
     if head[:1] == b"[":
-        yield from _json_array(p)
+        yield from _json_array(p, raw)
         return
     if head[:1] == b"{" and _one_object(p):
         raise DataError(f"{p}: is one JSON object, not rows: put the rows in a JSON list [{{...}}, ...] or write "
                         "JSON Lines (one object per line)")
-    yield from _json_lines(p)
+    yield from _json_lines(p, raw)
 
 
 def _one_object(p: Path) -> bool:
@@ -68,7 +70,7 @@ def _one_object(p: Path) -> bool:
     return False
 
 
-def _json_lines(p: Path) -> Iterator[tuple[int, Any, str]]:
+def _json_lines(p: Path, raw: bool = False) -> Iterator[tuple]:
     loads = json.loads
     with open(p, "rb") as f:
         for lineno, line in enumerate(f, 1):
@@ -77,15 +79,18 @@ def _json_lines(p: Path) -> Iterator[tuple[int, Any, str]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, loads(line), ""
+                value = loads(line)
             except ValueError as exc:
-                yield lineno, None, f"is not valid JSON ({getattr(exc, 'msg', exc)})"
+                why = f"is not valid JSON ({getattr(exc, 'msg', exc)})"
+                yield (lineno, None, why, line) if raw else (lineno, None, why)
+                continue
+            yield (lineno, value, "", line) if raw else (lineno, value, "")
 
 
 _WS = re.compile(r"[ \t\r\n]*")
 
 
-def _json_array(p: Path) -> Iterator[tuple[int, Any, str]]:
+def _json_array(p: Path, raw: bool = False) -> Iterator[tuple]:
     decode, ws = json.JSONDecoder().raw_decode, _WS.match
     with open(p, encoding="utf-8-sig", newline="") as f:
         buf, eof, base, row, expect_value = "", False, 0, 0, True
@@ -126,7 +131,7 @@ def _json_array(p: Path) -> Iterator[tuple[int, Any, str]]:
                 eof, base, buf, pos = not more, base + pos, buf[pos:] + more, 0
                 continue
             row += 1
-            yield row, value, ""
+            yield (row, value, "", buf[pos:end]) if raw else (row, value, "")
             pos, expect_value = end, False
 
 

@@ -5,6 +5,12 @@ blocked or partial one never does. `ftgate promote NAME --to STAGE --approved-by
 and records who and when. The stages of seed 002, None → Candidate → Staging → Production → Archived, are the
 aliases candidate, staging, production and archived; a version holds one of them at a time.
 
+Production needs every required item of the version's seed 003 compliance checklist answered (``checklist.py``;
+the session stored it with its evidence). The approver is the user the tracking server authenticated when it has
+authentication (MLflow's basic-auth app): another ``--approved-by`` is refused, and so is the user who trained the
+run when ``compliance.separate_approver`` is true; without authentication the name is recorded as given, marked
+``compliance.approver_authenticated=false``.
+
 No pytest; mlflow is imported lazily. ``mlflow.register_model`` fails for a plain artifact folder, so versions
 are created with ``MlflowClient.create_model_version(name, source="runs:/<id>/adapter", run_id=<id>)``.
 """
@@ -152,12 +158,13 @@ def resolve_version(client: Any, name: str, to: str, version: str | None, run_id
 
 
 def move(client: Any, name: str, to: str, approved_by: str, version: str | None = None, run_id: str | None = None,
-         reason: str = "") -> dict:
-    """Move ``to`` onto a version after review; record who, when (and why, for archived)."""
+         reason: str = "", policy: Any = None) -> dict:
+    """Move ``to`` onto a version after review; record who (the identity the tracking server authenticated, when it
+    has authentication), when (and why, for archived). ``production`` needs every required item of the version's
+    compliance checklist answered; ``policy`` (a config ``Compliance``) overrides the stored required items and
+    ``separate_approver``."""
     if to not in EARLIER:
         raise PromotionError(f"--to {to!r}: use one of {', '.join(EARLIER)}")
-    if not approved_by.strip():
-        raise PromotionError("--approved-by is empty: name the person who reviewed the report")
     if to == "archived" and not reason.strip():
         raise PromotionError("archiving needs a documented reason: pass --reason TEXT")
     version = resolve_version(client, name, to, version, run_id)
@@ -167,6 +174,12 @@ def move(client: Any, name: str, to: str, approved_by: str, version: str | None 
         raise PromotionError(f"{name} version {version} has compliance.gate_status={status!r}: only versions that "
                              "passed (or only warned) the gates can move forward; gate the run again")
     held = aliases(client, name)
+    stored = _stored_checklist(client, mv)
+    approved_by, authenticated = approver(client, approved_by)
+    if to != "archived":
+        _check_separation(client, mv, approved_by, policy, stored)
+    if to == "production":
+        _check_checklist(client, name, version, mv, held, stored, policy)
     now = utcnow()
     if to == "production" and held.get("production") not in (None, version):
         old = held["production"]
@@ -177,12 +190,105 @@ def move(client: Any, name: str, to: str, approved_by: str, version: str | None 
             client.delete_registered_model_alias(name, alias)
     client.set_registered_model_alias(name, to, version)
     _stage_tags(client, name, version, to, approved_by, now, reason)
+    client.set_model_version_tag(name, version, "compliance.approver_authenticated", str(authenticated).lower())
     if mv.run_id:
         for key, value in {"compliance.model_stage": to, "compliance.approved_by": approved_by,
+                           "compliance.approver_authenticated": str(authenticated).lower(),
                            "compliance.approval_date": now}.items():
             client.set_tag(mv.run_id, key, value)
     previous = next((a for a in STAGES if a != to and held.get(a) == version), "none")
-    return {"name": name, "version": version, "from": previous, "to": to, "approved_by": approved_by, "at": now}
+    return {"name": name, "version": version, "from": previous, "to": to, "approved_by": approved_by, "at": now,
+            "authenticated": authenticated}
+
+
+# -- who approves (issue 13 item 6) and the compliance checklist (item 5) ----------------------------------------
+CURRENT_USER = "/api/2.0/mlflow/users/current"  # MLflow's basic-auth app: the user the request authenticated as
+
+
+def authenticated_user(tracking_uri: str) -> str | None:
+    """The user an MLflow tracking server with authentication (``mlflow server --app-name basic-auth``) knows the
+    caller as, from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD; None when the store is not a server or
+    the server has no authentication (the endpoint is not there)."""
+    if not str(tracking_uri).startswith(("http://", "https://")):
+        return None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    resp = http_request(get_default_host_creds(tracking_uri), CURRENT_USER, "GET", max_retries=0, timeout=30,
+                        raise_on_status=False)
+    if resp.status_code == 404:
+        return None
+    if resp.status_code in (401, 403):
+        raise PromotionError(f"the tracking server {tracking_uri} refused the credentials (HTTP {resp.status_code}): "
+                             "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to your own account")
+    if resp.status_code != 200:
+        raise PromotionError(f"{tracking_uri}{CURRENT_USER} answered HTTP {resp.status_code}: cannot tell who "
+                             "approves; check the server")
+    return str(resp.json()["user"]["username"])
+
+
+def approver(client: Any, approved_by: str) -> tuple[str, bool]:
+    """(who approves, whether the tracking server authenticated them). With authentication ``--approved-by`` may
+    be omitted and must equal the authenticated user; without it the string is recorded as given."""
+    who = authenticated_user(client.tracking_uri)
+    given = (approved_by or "").strip()
+    if who is None:
+        if not given:
+            raise PromotionError("--approved-by is empty: name the person who reviewed the report")
+        return given, False
+    if given and given != who:
+        raise PromotionError(f"--approved-by {given!r} is not the user the tracking server authenticated ({who!r}): "
+                             "approve as yourself, with your own MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD")
+    return who, True
+
+
+def _stored_checklist(client: Any, mv: Any) -> dict | None:
+    """The checklist the version was gated with (its ``compliance.evidence``, else the run's latest evidence)."""
+    from . import checklist
+
+    if not mv.run_id:
+        return None
+    where = (mv.tags or {}).get("compliance.evidence", "")
+    where = where.removeprefix(f"runs:/{mv.run_id}/") if where and where != "none" else \
+        client.get_run(mv.run_id).data.tags.get("ftgate.evidence", "")
+    try:
+        return checklist.stored(client, mv.run_id, where)
+    except LookupError:
+        return None
+
+
+def _check_separation(client: Any, mv: Any, approved_by: str, policy: Any, stored: dict | None) -> None:
+    """``compliance.separate_approver``: the user who trained the run (its ``mlflow.user`` tag, else the run's
+    user_id) may not approve it."""
+    separate = getattr(policy, "separate_approver", None) if policy is not None else None
+    if not (separate if separate is not None else (stored or {}).get("separate_approver", False)):
+        return
+    run = client.get_run(mv.run_id) if mv.run_id else None
+    trainer = (run.data.tags.get("mlflow.user") or run.info.user_id or "") if run else ""
+    if not trainer:
+        raise PromotionError(f"compliance.separate_approver is true but run {mv.run_id} records no training user "
+                             "(mlflow.user): separation of duties cannot be checked")
+    if trainer == approved_by:
+        raise PromotionError(f"{approved_by!r} trained run {mv.run_id} and may not approve it "
+                             "(compliance.separate_approver: true): another reviewer must approve")
+
+
+def _check_checklist(client: Any, name: str, version: str, mv: Any, held: dict, stored: dict | None,
+                     policy: Any) -> None:
+    """Production needs the version's stored checklist, registry items re-answered from the registry now, with
+    every required item answered."""
+    from . import checklist
+
+    required = tuple(policy.required) if policy is not None else None
+    if required == ():  # compliance.required: [] in the --config given: nothing to check
+        return
+    if stored is None:
+        raise PromotionError(f"{name} version {version}: run {mv.run_id} has no stored compliance checklist (gated "
+                             "before it existed, or not by a complete session): gate the run again, then promote")
+    now = checklist.with_registry(stored, {"name": name, "version": version, "aliases": held})
+    why = checklist.refusal(now, required)
+    if why:
+        raise PromotionError(f"{name} version {version} may not move to production: {why}")
 
 
 def _stage_tags(client: Any, name: str, version: str, to: str, who: str, when: str, reason: str) -> None:
@@ -201,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         "-> archived. Records who approved and when as version tags."))
     parser.add_argument("name", help="registered model name (as given to --ftgate-promote)")
     parser.add_argument("--to", required=True, choices=list(EARLIER), help="the stage (alias) to move to")
-    parser.add_argument("--approved-by", required=True, metavar="WHO", help="the reviewer")
+    parser.add_argument("--approved-by", default="", metavar="WHO", help=(
+        "the reviewer (required unless the tracking server has authentication: then it defaults to, and must "
+        "equal, the authenticated user)"))
+    parser.add_argument("--config", metavar="FILE", help="ftgate.yaml whose compliance.required and "
+                                                         "compliance.separate_approver apply (default: the ones "
+                                                         "the version was gated with)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--version", metavar="N", help="the model version (default: the holder of the previous "
                                                       "stage's alias)")
@@ -212,17 +323,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from mlflow.exceptions import MlflowException
 
+    from .config import load_config
+    from .errors import ConfigError
     from .store import quiet_mlflow_env, resolve_store
 
     quiet_mlflow_env()
     uri = resolve_store(args.tracking_uri or "")[0]
     try:
-        done = move(client_for(uri), args.name, args.to, args.approved_by, args.version, args.run_id, args.reason)
-    except (PromotionError, MlflowException) as exc:
+        policy = load_config(args.config).compliance if args.config else None
+        done = move(client_for(uri), args.name, args.to, args.approved_by, args.version, args.run_id, args.reason,
+                    policy)
+    except (PromotionError, MlflowException, ConfigError) as exc:
         print(f"ftgate promote: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     print(f"ftgate promote: {done['name']} version {done['version']}: {done['from']} -> {done['to']} "
-          f"(approved by {done['approved_by']} at {done['at']})")
+          f"(approved by {done['approved_by']}{'' if done['authenticated'] else ', unauthenticated'} at {done['at']})")
     return 0
 
 

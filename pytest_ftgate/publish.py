@@ -114,8 +114,19 @@ class Publisher:
         self._compare()
         for ev in evs:
             ev.verdict = self.redactor.deep(self.sess.verdicts[ev.run_id].to_dict())
+            ev.checklist = self._checklist(ev)
         self._fresh = True
         return evs
+
+    def _checklist(self, ev: RunEvidence) -> dict:
+        """The run's seed 003 checklist from its gates and ``compliance:``; its registry items are answered when
+        this session registers the run (``--ftgate-promote``), and again from the registry at `ftgate promote`."""
+        from . import checklist
+
+        name = self.sess.options.promote
+        registers = name and promotion.refusal(ev.verdict, bool(ev.adapter_files)) is None
+        return checklist.build(ev.verdict.get("gates", []), self.sess.cfg.compliance,
+                               {"name": name} if registers else None)
 
     def _compare(self) -> None:
         """The comparisons of the session's runs (``compare.py``), from the answers the session kept: each run's
@@ -254,6 +265,10 @@ class Publisher:
             except Exception as exc:
                 ev.promotion = {"name": name, "skipped": f"registry error: {type(exc).__name__}: {_first(exc)}"}
             p = ev.promotion
+            if p.get("version") and ev.checklist:  # report.json: the registry items with the version now held
+                from .checklist import with_registry
+
+                ev.checklist = with_registry(ev.checklist, {"name": name, "version": p["version"]})
             if not p.get("version"):
                 self.failures.append(f"promotion of {run}")
             lines.append(f"registry: {run} -> {name} version {p['version']}, alias {p['alias']}" if p.get("version")
@@ -278,12 +293,19 @@ class Publisher:
                 store.log_artifact(ev.run_id, self.sess.verdict_path(ev.run_id), where)
                 if ev.attestation:
                     store.log_artifact(ev.run_id, ev.attestation["path"], where)
+                if ev.checklist:  # read by `ftgate promote --to production` (promotion.move)
+                    from .checklist import SUFFIX
+
+                    path = self.sess.verdict_path(ev.run_id).with_suffix(SUFFIX)
+                    self._write(path, json.dumps(ev.checklist, indent=1, ensure_ascii=False))
+                    store.log_artifact(ev.run_id, path, where)
                 if html_path is not None and html_path.is_file():
                     store.log_artifact(ev.run_id, html_path, where)
                 tags = {"ftgate.verdict": v.get("verdict"), "ftgate.session_id": sid, "ftgate.evidence": where,
                         "ftgate.verdict_at": v.get("finished_at") or utcnow(), "ftgate.version": __version__,
                         "ftgate.report_sha256": self.meta["report_sha256"] or "none",
-                        "ftgate.attestation_sha256": ev.attestation.get("sha256", "") or "none"}
+                        "ftgate.attestation_sha256": ev.attestation.get("sha256", "") or "none",
+                        "ftgate.checklist_open": ",".join(ev.checklist.get("open_required", ())) or "none"}
                 gate_tags = {f"ftgate.gate.{_tag_key(g.get('id', ''))}": g.get("outcome") for g in v.get("gates", [])}
                 store.set_tags(ev.run_id, {**tags, **gate_tags})
                 stale = [k for k in (ev.record.tags or {}) if (k.startswith("ftgate.gate.") and k not in gate_tags)

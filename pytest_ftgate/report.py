@@ -36,6 +36,7 @@ class RunEvidence:
     notes: list[str] = field(default_factory=list)  # evidence that could not be gathered, and why
     attestation: dict = field(default_factory=dict)  # {path, sha256, signed, keyid}
     promotion: dict = field(default_factory=dict)  # {name, version, alias} or {skipped: reason}
+    checklist: dict = field(default_factory=dict)  # the seed 003 compliance checklist (checklist.build)
 
     @property
     def run_id(self) -> str:
@@ -494,10 +495,10 @@ def comparison_html(summary: Mapping | None) -> str:
              "; ".join(f"{t} {ci(d)}" for t, d in (r.get("benchmarks") or {}).items()) or None] for r in runs]
     if runs:
         parts.append(table(head, rows, "ftgate-runs"))
-        png = compare.plot_png(summary)
-        if png:
+        svg = compare.plot_svg(summary)
+        if svg:
             parts.append(f'<img class="ftgate-plot" alt="scores of the session\'s runs with intervals" '
-                         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
+                         f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}"/>')
     pairs = [(k, c) for k, c in (summary.get("pairs") or {}).items() if c.get("role") == "candidate"]
     ab = [[next((r.get("run_name") for r in runs if r.get("run_id") == k), k), c["against"].get("run_name"),
            m["metric"], m["candidate_value"], m["reference_value"], ci(m), f"{m['wins']}/{m['ties']}/{m['losses']}",
@@ -559,12 +560,28 @@ def run_html(ev: RunEvidence) -> str:
         f'<article class="ftgate-run-report" id="run-{e(ev.run_id)}">', banner(ev),
         "".join(note(n) for n in ev.notes),
         section("Gates", gate_table(gates)), engine_section(gates),
-        sections_html(ev, gates),
+        sections_html(ev, gates), checklist_html(ev.checklist),
         section("Sample of generations", samples_table(gates)),
         section(f"Run parameters ({len(params)}) and tags ({len(tags)})",
                 table(["param", "value"], params) + table(["tag", "value"], tags), open_=False),
         outcome_html(ev), "</article>",
     ])
+
+
+def checklist_html(checklist: Mapping) -> str:
+    """The seed 003 GDPR / AI Act checklist: each item, whether it is answered, by what (a gate, the registry or
+    a field of ftgate.yaml), and whether production needs it; "" when the session built none."""
+    if not checklist.get("items"):
+        return ""
+    required = set(checklist.get("required") or ())
+    rows = [[i.get("group"), f"{i.get('title')} ({i.get('seed')})", "yes" if i.get("id") in required else "no",
+             str(i.get("status", "")).upper(), i.get("answer"), ", ".join(i.get("evidence") or ()) or "–"]
+            for i in checklist["items"]]
+    missing = checklist.get("open_required") or []
+    head = note(f"required for production and not answered: {', '.join(missing)}" if missing else
+                "every item required for production is answered")
+    return section(f"Compliance checklist (GDPR / AI Act): {len(missing)} required open", head + table(
+        ["group", "item", "required", "status", "answer", "evidence"], rows, "ftgate-checklist"), open_=bool(missing))
 
 
 def outcome_html(ev: RunEvidence) -> str:
@@ -713,7 +730,7 @@ def session_json(evidence: list[RunEvidence], meta: Mapping[str, Any]) -> dict:
             "comparison": meta.get("comparison") or {}, "runs": [{
                 **ev.verdict, "run": record_dict(ev.record), "audit_record": ev.audit,
                 "adapter_files": ev.adapter_files, "attestation": ev.attestation, "promotion": ev.promotion,
-                "notes": ev.notes} for ev in evidence]}
+                "checklist": ev.checklist, "notes": ev.notes} for ev in evidence]}
 
 
 def _md(x: Any) -> str:

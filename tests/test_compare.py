@@ -170,7 +170,7 @@ def test_the_report_section_escapes_run_names_shows_the_plot_and_report_json_hol
                                          {"a": answers("a", 36), "b": answers("b", 8)}, SETTINGS)
     html = report.comparison_html(summary)
     assert "<img src=x" not in html and "&lt;img src=x" in html
-    assert 'src="data:image/png;base64,' in html and "best releasable run: &lt;img" in html
+    assert 'src="data:image/svg+xml;base64,' in html and "best releasable run: &lt;img" in html
     assert "wins/ties/losses" in html and "the evidence prefers" in html
     doc = report.session_json([], {"version": "x", "comparison": summary})
     assert doc["comparison"]["best"]["run_id"] == "a" and "comparison" not in doc["session"]

@@ -47,7 +47,7 @@ def test_ab_of_the_demo_adapter_against_a_made_worse_one_prefers_the_demo(pytest
     assert demo_row["g4"]["f1"]["ci_low"] > 0  # the demo beats its base model
     html = (out / "report.html").read_text()
     assert "Comparison of the session&#x27;s runs" in html or "Comparison of the session's runs" in html
-    assert "data:image/png;base64," in html and "the evidence prefers" in html
+    assert "data:image/svg+xml;base64," in html and "the evidence prefers" in html
     result.stdout.fnmatch_lines(["*A/B: demo-weakened vs * on 64 test samples: the evidence prefers *"])
 
 

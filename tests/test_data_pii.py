@@ -83,3 +83,52 @@ def test_clean_data_passes_the_pii_gate_and_kinds_can_be_switched_off(tmp_path):
     assert data_gates.pii_check(off).passed and "no PII found in 1 rows" in data_gates.pii_check(off).message
     with pytest.raises(ConfigError, match=r"data.pii_kinds: unknown kind\(s\) \['passport'\]"):
         data.scan([data.DataFile("t", "train", str(path), spec)], pii_kinds=("email", "passport"))
+
+
+# -- the raw-text prefilter of the scan: never skips a row that count() would flag ------------------------------
+OTHER_FORMATS = ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "(555) 123-4567", "555.123.4567",
+                 "22 123 45 67", "01 23 45 67 89", "07700 900123", "378282246310005", "5555-5555-5555-4444",
+                 "X1234567L", "+1 (555) 123-4567"]
+
+
+@pytest.mark.parametrize("value", [*PLANTED.values(), *OTHER_FORMATS])
+def test_the_prefilter_passes_every_row_with_pii_however_it_is_encoded(value):
+    import json
+
+    for row in ({"instruction": f"Contact: {value}, thanks."}, {"conversations": [{"value": value}]}):
+        for raw in (json.dumps(row), json.dumps(row, ensure_ascii=False), json.dumps(row).replace("/", "\\/")):
+            assert pii.count(" ".join(_texts(json.loads(raw))))  # what the scan's strings hold ...
+            assert pii.maybe(raw) and pii.maybe(raw.encode())  # ... is never skipped by the prefilter
+
+
+def _texts(value) -> list[str]:
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_prefilter_lets_escapes_and_non_ascii_digits_through_to_the_detectors():
+    assert pii.maybe('{"a": "mail jan\\u0040example.com"}')  # an escaped @
+    assert pii.maybe('{"a": "١٢٣٤٥٦٧٨٩٠١"}')  # Arabic-Indic digits: \\d matches them
+    assert pii.maybe(None)
+    assert not pii.maybe('{"instruction": "Translate: cat", "output": "chat", "n": 12}')  # nothing to look at
+
+
+def test_the_prefilter_agrees_with_count_on_the_demo_data():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+    for f in root.glob("*.json"):
+        for row in json.loads(f.read_text()):
+            raw = json.dumps(row, ensure_ascii=False)
+            assert pii.maybe(raw) or not any(pii.count(t) for t in _texts(row)), (f.name, row)
+
+
+@pytest.mark.parametrize("text", ["What is  LoRA?", "Ünïcödé  Text!", "a_b-c", "\tTabs\nand\u00a0nbsp", "x" * 3])
+def test_the_scan_s_hash_key_is_the_normalised_text(text):
+    from pytest_ftgate import data
+
+    assert data._key(text) == data.normalise(text).encode("utf-8")
