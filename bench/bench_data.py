@@ -1,6 +1,6 @@
 """Benchmark of the data checks and of hashing on a generated alpaca file (default 1 GB); prints, asserts nothing.
 
-    .venv/bin/python bench/bench_data.py [--size-mb 1024] [--keep DIR]
+    .venv/bin/python bench/bench_data.py [--size-mb 100 1024] [--keep DIR]
 
 Figures: rows/s and MB/s of parsing alone (JSON array and JSON Lines) and of the full scan (schema + PII + leakage +
 duplicates in one pass), each in a fresh child process with its peak RSS; SHA-256 speed of pytest-ftgate's
@@ -108,7 +108,7 @@ def hashing(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--size-mb", type=int, nargs="+", default=[100, 1024], help="file sizes (default 100 1024)")
     ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep the files")
     args = ap.parse_args(argv)
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="ftgate-bench-"))
@@ -118,21 +118,24 @@ def main(argv: list[str] | None = None) -> None:
         test = tmp / "test.json"
         test.write_text(json.dumps([{"instruction": "Summarise the text in one sentence.", "input": "a repeated row",
                                      "output": "x"}, {"instruction": "unseen", "input": "", "output": "y"}]))
-        for jsonl in (False, True):
+        for size, jsonl in ((size, jsonl) for size in args.size_mb for jsonl in (False, True)):
             path = tmp / ("train.jsonl" if jsonl else "train.json")
             t = time.perf_counter()
-            n = generate(path, args.size_mb, jsonl)
+            n = generate(path, size, jsonl)
             mb = path.stat().st_size / 1e6
             print(f"\n{path.name}: {n:,} rows, {mb:.0f} MB (generated in {time.perf_counter() - t:.0f} s)")
+            rates = {}
             for mode in ("parse", "scan"):
                 r = child(mode, path, test)
+                rates[mode] = mb / r["seconds"]
                 what = "parse only" if mode == "parse" else "full scan (schema+PII+leakage+duplicates)"
                 print(f"  {what:<44} {r['seconds']:6.1f} s  {r['rows'] / r['seconds']:9,.0f} rows/s  "
                       f"{mb / r['seconds']:6.1f} MB/s  peak RSS {r['peak_rss_mb']:5.0f} MB")
                 if mode == "scan":
                     print(f"    found: PII {r['pii']}, {r['duplicates']:,} duplicate rows, {r['leaked']} leaked test "
                           f"prompt(s), {r['invalid']} invalid rows")
-            if not jsonl:
+                    print(f"    scan / parse rate: {rates['scan'] / rates['parse']:.2f} (target >= 0.5)")
+            if not jsonl and size == args.size_mb[-1]:
                 hashing(path)
             if not args.keep:
                 path.unlink()
