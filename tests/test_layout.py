@@ -32,7 +32,7 @@ def test_every_gate_the_bundled_suites_define_is_registered_by_a_family():
 
 def test_a_marker_can_put_a_gate_into_another_section():
     assert gates.section_of("G1", "quality").key == "quality"
-    assert gates.section_of("toxicity", "safety").title == "Safety"
+    assert gates.section_of("fair_gap", "fairness").title == "Fairness"
 
 
 def test_a_new_family_gets_its_report_section_without_a_change_in_report_py():

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-FAMILIES = ("training", "quality", "serving", "benchmarks", "audit", "data", "human")
+FAMILIES = ("training", "quality", "serving", "benchmarks", "audit", "data", "human", "safety")
 
 
 class GateFailure(AssertionError):
