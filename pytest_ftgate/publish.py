@@ -296,7 +296,8 @@ class Publisher:
                 if ev.checklist:  # read by `ftgate promote --to production` (promotion.move)
                     from .checklist import SUFFIX
 
-                    path = self.sess.verdict_path(ev.run_id).with_suffix(SUFFIX)
+                    # beside the verdicts, not among them: verdicts/*.json are verdicts only
+                    path = self.sess.out / "checklists" / (self.sess.verdict_path(ev.run_id).stem + SUFFIX)
                     self._write(path, json.dumps(ev.checklist, indent=1, ensure_ascii=False))
                     store.log_artifact(ev.run_id, path, where)
                 if html_path is not None and html_path.is_file():
