@@ -497,7 +497,7 @@ def comparison_html(summary: Mapping | None) -> str:
         parts.append(table(head, rows, "ftgate-runs"))
         svg = compare.plot_svg(summary)
         if svg:
-            parts.append(f'<img class="ftgate-plot" alt="scores of the session\'s runs with intervals" '
+            parts.append(f'<img class="ftgate-plot ftgate-runs-plot" alt="scores of the session\'s runs with intervals" '
                          f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}"/>')
     pairs = [(k, c) for k, c in (summary.get("pairs") or {}).items() if c.get("role") == "candidate"]
     ab = [[next((r.get("run_name") for r in runs if r.get("run_id") == k), k), c["against"].get("run_name"),

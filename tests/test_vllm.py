@@ -107,7 +107,10 @@ def test_every_suite_runs_with_engine_vllm_through_the_one_server(pytester, demo
                                 "--run-id", demo_run.run_id, "--ftgate-engine", "vllm")
     verdict = json.loads((pytester.path / "ftgate-results" / "verdicts" / f"{demo_run.run_id}.json").read_text())
     outcomes = {g["id"]: g["outcome"] for g in verdict["gates"]}
-    assert {k: v for k, v in outcomes.items() if v not in ("passed", "skipped")} == {}, result.stdout.str()
+    pending = [g for g in verdict["gates"] if g["id"] == "human_eval"]
+    assert pending and pending[0]["details"].get("pending") and pending[0]["severity"] == "warn"  # nobody rated it
+    assert {k: v for k, v in outcomes.items() if v not in ("passed", "skipped") and k != "human_eval"} == {}, \
+        result.stdout.str()
     for gate_id in ("G4", "G5", "adapter_applied", "serving_parity", "bench:demo_mc", "bench:demo_gen"):
         assert outcomes[gate_id] == "passed", gate_id
     parity = next(g for g in verdict["gates"] if g["id"] == "serving_parity")
