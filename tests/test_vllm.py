@@ -115,7 +115,7 @@ def test_every_suite_runs_with_engine_vllm_through_the_one_server(pytester, demo
         assert outcomes[gate_id] == "passed", gate_id
     parity = next(g for g in verdict["gates"] if g["id"] == "serving_parity")
     assert parity["value"] == 1.0 and "equal the hf engine's" in parity["message"]
-    assert verdict["verdict"] == "pass" and result.ret == 0
+    assert verdict["verdict"] == "warn" and result.ret == 0  # warn: only the human evaluation is pending
 
 
 def test_a_second_runs_adapter_is_loaded_into_the_running_server_at_run_time(vllm_server, demo_run, tmp_path):
