@@ -8,8 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from pytest_ftgate import checklist, cli, promotion
 from pytest_ftgate.config import Compliance
 
 from . import histories as H
+from .servers import wait_healthy
 from .mlflow_runs import make_run
 
 ADMIN = ("admin", "admin-password-1234")
@@ -44,7 +43,7 @@ def auth_server(tmp_path_factory, free_tcp_port_factory):
              "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-key"})
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(proc, url, root / "server.log")
+        wait_healthy(proc, url, root / "server.log")
         from mlflow.server.auth.client import AuthServiceClient
 
         os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN
@@ -61,23 +60,6 @@ def auth_server(tmp_path_factory, free_tcp_port_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
-
-
-def _wait_healthy(proc, url, log):
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server not healthy after 180 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
 
 
 def as_user(monkeypatch, user):

@@ -6,14 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from . import histories as H
 from .mlflow_runs import make_run
+from .servers import wait_healthy
 
 SUITE = (Path(__file__).parents[1] / "suites" / "test_training.py").read_text()
 
@@ -31,20 +30,7 @@ def mlflow_server(tmp_path_factory, free_tcp_port_factory):
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server not healthy after 120 s:\n{(root / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    wait_healthy(proc, url, root / "server.log", 120)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     try:
