@@ -27,3 +27,16 @@ def wait_healthy(proc, url: str, log: Path, seconds: float = 180) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"mlflow server not healthy after {seconds:.0f} s:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
+
+
+def stop(proc, grace_s: float = 15) -> None:
+    """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -5,7 +5,6 @@ who trained the run when ``compliance.separate_approver`` is true."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pytest_ftgate import checklist, cli, promotion
 from pytest_ftgate.config import Compliance
 
 from . import histories as H
-from .servers import wait_healthy
+from .servers import stop, wait_healthy
 from .mlflow_runs import make_run
 
 ADMIN = ("admin", "admin-password-1234")
@@ -53,12 +52,7 @@ def auth_server(tmp_path_factory, free_tcp_port_factory):
     finally:
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
         log.close()
 
 

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from . import histories as H
 from .mlflow_runs import make_run
-from .servers import wait_healthy
+from .servers import stop, wait_healthy
 
 SUITE = (Path(__file__).parents[1] / "suites" / "test_training.py").read_text()
 
@@ -32,11 +31,7 @@ def mlflow_server(tmp_path_factory, free_tcp_port_factory):
     url = f"http://127.0.0.1:{port}"
     wait_healthy(proc, url, root / "server.log", 120)
     yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop(proc)
     log.close()
 
 
