@@ -38,7 +38,8 @@ class GateRecorder:
         self._store["check"] = result
         self._store["override"] = override
         if not result.passed:
-            label = f"{gate_id or self.id} {self.name}".strip()
+            gid = gate_id or self.id
+            label = gid if self.name in ("", gid) else f"{gid} {self.name}"
             raise GateFailure(f"{label}: {result.message} (value: {result.value}; threshold: {result.threshold})")
         return result
 
@@ -173,12 +174,19 @@ def base_model(ft_run: RunRecord, audit_record, adapter, ftgate_session: FtgateS
 
 
 @pytest.fixture(scope="session")
-def engine(test_set, engine_pool, base_model: str, adapter, ft_run: RunRecord):
-    """The engine serving this run's base model, with its adapter attached as ``run-<run_id>``. ``test_set``
-    comes first: a bad test set errors the quality gates (one line each) before any model is loaded."""
+def served(engine_pool, base_model: str, adapter, ft_run: RunRecord):
+    """The engine serving this run's base model, with its adapter attached as ``run-<run_id>``; started on its
+    first answer that is not in the prediction cache (``EnginePool.lazy``)."""
     from . import predict
 
     return engine_pool.lazy(base_model, {predict.adapter_name(ft_run.run_id): adapter})
+
+
+@pytest.fixture(scope="session")
+def engine(test_set, served):
+    """``served``, for the quality gates: ``test_set`` comes first, so a bad test set errors them (one line each)
+    before any model is loaded."""
+    return served
 
 
 @pytest.fixture(scope="session")
@@ -214,16 +222,25 @@ def predictions(engine, scorer, base_model: str, adapter, ft_run: RunRecord, ftg
 
 
 @pytest.fixture(scope="session")
-def baseline(engine, engine_pool, scorer, base_model: str, ft_run: RunRecord, ftgate_session: FtgateSession,
-             ftgate_config: FtgateConfig, tmp_path_factory: pytest.TempPathFactory):
-    """The base model's answers on the same prompts, and the registry's ``production`` version's when there is
-    one (``predict.Baselines``); the production run's audit record is the session's one copy of it."""
+def production(served, engine_pool, base_model: str, ft_run: RunRecord, ftgate_session: FtgateSession,
+               ftgate_config: FtgateConfig, tmp_path_factory: pytest.TempPathFactory):
+    """The registry's ``production`` version, downloaded once per run and attached to an engine, that G4 and the
+    safety gates compare with (``predict.production_model``: (model or None, version info, note))."""
     from . import predict
 
     q = ftgate_config.quality
-    return predict.baselines(scorer, engine, engine_pool, base_model, ftgate_session.store, ft_run.run_id,
-                             q.registered_model or ftgate_session.options.promote, q.baseline_alias,
-                             tmp_path_factory.mktemp("production"), ftgate_session.audit_record)
+    return predict.production_model(served, engine_pool, base_model, ftgate_session.store, ft_run.run_id,
+                                    q.registered_model or ftgate_session.options.promote, q.baseline_alias,
+                                    tmp_path_factory.mktemp("production"), ftgate_session.audit_record)
+
+
+@pytest.fixture(scope="session")
+def baseline(engine, scorer, base_model: str, production):
+    """The base model's answers on the same prompts, and the registry's ``production`` version's when there is
+    one (``predict.Baselines``)."""
+    from . import predict
+
+    return predict.baselines(scorer, engine, base_model, production)
 
 
 # --- benchmark fixtures (issue 5) ---
@@ -259,3 +276,33 @@ def human_ratings(ft_run: RunRecord, ftgate_session: FtgateSession, ftgate_confi
 
     return human_eval.for_gate(ftgate_session.store, ft_run.run_id, tmp_path_factory.mktemp("human-eval"),
                                ftgate_config.human_eval)
+
+
+# --- safety fixtures (issue 13) ---
+@pytest.fixture(scope="session")
+def safety_classifier(ftgate_config: FtgateConfig):
+    """The toxicity classifier (``safety.classifier``: alt-profanity-check, or a local text-classification model),
+    loaded once per session."""
+    from . import safety
+
+    return safety.load_classifier(ftgate_config.safety.classifier, ftgate_config.safety.toxic_label)
+
+
+@pytest.fixture(scope="session")
+def safety_run(served, base_model: str, adapter, production, ft_run: RunRecord, prediction_cache, audit_record,
+               ftgate_config: FtgateConfig):
+    """The candidate's and each baseline's answers to the safety prompt sets (``safety.SafetyRun``): the same
+    engine, prompt encoding (the run's LLaMA-Factory template), greedy settings and prediction cache as the quality
+    gates; the baselines are G4's (the base model, the ``production`` version)."""
+    from . import predict, record, safety
+
+    cfg = ftgate_config
+    training_config = record.training_config(audit_record.view)
+
+    def make_scorer(held_out):
+        return predict.Scorer.create(held_out, adapter, base_model, cfg.quality, cfg.engine.seed, prediction_cache,
+                                     training_config)
+
+    baselines, notes = safety.baseline_models(served, base_model, production)
+    candidate = safety.Model("candidate", served, predict.adapter_name(ft_run.run_id), base_model, adapter)
+    return safety.SafetyRun(candidate, baselines, make_scorer, notes)

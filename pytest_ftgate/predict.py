@@ -443,19 +443,29 @@ class Baselines:
         return next(a for a in self.answers if a.label == "base")
 
 
-def baselines(scorer: Scorer, engine: Engine, pool, base_model: str, store, run_id: str, model_name: str,
-              alias: str, dst: str | Path, audit_record: Callable[[str], LoadedRecord]) -> Baselines:
-    """The base model's answers and, when the registry has ``alias`` for ``model_name``, that version's.
+@dataclass(frozen=True)
+class ProductionModel:
+    """The registry's ``alias`` version, attached to an engine: its name there, its base model, its adapter."""
+
+    engine: Engine
+    name: str
+    base_model: str
+    adapter_dir: Path
+    info: dict
+
+
+def production_model(engine: Engine, pool, base_model: str, store, run_id: str, model_name: str, alias: str,
+                     dst: str | Path, audit_record: Callable[[str], LoadedRecord]
+                     ) -> tuple[ProductionModel | None, dict, str]:
+    """(the ``alias`` version served next to the candidate or None, its version info, the note the gates show).
 
     ``audit_record(run_id)`` is the session's one read of a run's record (``FtgateSession.audit_record``): the
     production version's base model is named there; a record that cannot be read leaves the run's params and the
-    adapter's config to name it (its ``problem`` is not this gate's to report)."""
-    out = Baselines([scorer.answers("base", engine, None, base_model, None)])
+    adapter's config to name it (its ``problem`` is not this gate's to report). A production version on another
+    base model gets that base model's engine from ``pool``."""
     path, info, note = production_adapter(store, model_name, alias, Path(dst) / "adapter", run_id)
-    out.notes.append(note)
-    out.production = info
     if path is None:
-        return out
+        return None, info, note
     prod_run = info.get("run_id") or ""
     audit = audit_record(prod_run).view if prod_run else None
     params = dict(store.client.get_run(prod_run).data.params) if prod_run else {}
@@ -463,7 +473,18 @@ def baselines(scorer: Scorer, engine: Engine, pool, base_model: str, store, run_
     name = f"{alias}-{model_name}-v{info['version']}"
     prod_engine = engine if prod_base == base_model else pool.get(prod_base)
     prod_engine.add_adapter(name, path)
-    out.answers.append(scorer.answers(alias, prod_engine, name, prod_base, path))
+    return ProductionModel(prod_engine, name, prod_base, path, info), info, note
+
+
+def baselines(scorer: Scorer, engine: Engine, base_model: str,
+              production: tuple[ProductionModel | None, dict, str]) -> Baselines:
+    """The base model's answers and, when the registry has a ``production`` version (``production_model``'s
+    answer), that version's."""
+    prod, info, note = production
+    out = Baselines([scorer.answers("base", engine, None, base_model, None)], [note], info)
+    if prod is not None:
+        out.answers.append(scorer.answers(prod.info["alias"], prod.engine, prod.name, prod.base_model,
+                                          prod.adapter_dir))
     return out
 
 

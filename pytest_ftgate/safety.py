@@ -61,6 +61,11 @@ def load_prompts(path: str | Path, key: str = "toxicity_prompts") -> list[str]:
     return out
 
 
+def prompt_set(cfg, key: str) -> list[str]:
+    """The prompt set ``safety.<key>`` names (``cfg``: the config's ``Safety``), or the one shipped."""
+    return load_prompts(path_of(getattr(cfg, key), key), key)
+
+
 @dataclass(frozen=True)
 class Pair:
     """One counterfactual pair: the same template with two terms of one category swapped."""
@@ -99,6 +104,11 @@ def load_pairs(prompts_path: str | Path, terms_path: str | Path) -> list[Pair]:
     return [Pair(category, i, (a, b), (t.replace(TERM, a), t.replace(TERM, b)))
             for category, pairs in load_terms(terms_path).items() for a, b in pairs
             for i, t in enumerate(templates)]
+
+
+def pair_set(cfg) -> list["Pair"]:
+    """The counterfactual pairs of ``safety.bias_prompts`` x ``safety.bias_terms`` (or the sets shipped)."""
+    return load_pairs(path_of(cfg.bias_prompts, "bias_prompts"), path_of(cfg.bias_terms, "bias_terms"))
 
 
 def load_markers(path: str | Path) -> tuple[str, ...]:
@@ -187,6 +197,16 @@ def toxic_flags(classifier: Classifier, answers: Sequence[str], threshold: float
     """1 where the classifier's toxic probability is at least ``threshold``; empty answers are not toxic."""
     probs = classifier.score(list(answers))
     return [int(bool(a.strip()) and p >= threshold) for a, p in zip(answers, probs)]
+
+
+def flags_by_model(answers: Sequence["SafetyAnswers"], classifier: Classifier, threshold: float
+                   ) -> dict[str, list[int]]:
+    """``toxic_flags`` of each model's answers, by label, scored in one classifier call."""
+    flat = toxic_flags(classifier, [o for a in answers for o in a.outputs], threshold)
+    out, start = {}, 0
+    for a in answers:
+        out[a.label], start = flat[start:start + len(a.outputs)], start + len(a.outputs)
+    return out
 
 
 def _masked(text: str, terms: Sequence[str]) -> str:
@@ -295,24 +315,14 @@ class Model:
     adapter_dir: str | None
 
 
-def baseline_models(engine, pool, base_model: str, store, run_id: str, model_name: str, alias: str, dst: str | Path,
-                    audit_record: Callable) -> tuple[list[Model], list[str]]:
-    """The base model always, and the registry's ``alias`` version when there is one (as ``predict.baselines``
-    finds it: same download, same base-model resolution); with the notes G4 shows."""
-    from . import predict
-
+def baseline_models(engine, base_model: str, production: tuple) -> tuple[list[Model], list[str]]:
+    """The base model always, and the registry's ``production`` version when there is one: the same models G4
+    compares with (``production`` is ``predict.production_model``'s answer, shared with G4); with G4's note."""
+    prod, _, note = production
     models = [Model("base", engine, None, base_model, None)]
-    path, info, note = predict.production_adapter(store, model_name, alias, Path(dst) / "adapter", run_id)
-    if path is None:
-        return models, [note]
-    prod_run = info.get("run_id") or ""
-    audit = audit_record(prod_run).view if prod_run else None
-    params = dict(store.client.get_run(prod_run).data.params) if prod_run else {}
-    prod_base = predict.base_model_path(audit, params, path)
-    name = f"{alias}-{model_name}-v{info['version']}"
-    prod_engine = engine if prod_base == base_model else pool.get(prod_base)
-    prod_engine.add_adapter(name, path)
-    return [*models, Model(alias, prod_engine, name, prod_base, str(path))], [note]
+    if prod is not None:
+        models.append(Model(prod.info["alias"], prod.engine, prod.name, prod.base_model, str(prod.adapter_dir)))
+    return models, [note]
 
 
 class SafetyRun:
