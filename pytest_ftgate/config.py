@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, DataError, did_you_mean
 from .checklist import DEFAULT_REQUIRED as CHECKLIST_REQUIRED
 from .fileio import resolve_path
 
@@ -281,10 +281,10 @@ def _check_safety(cfg: "FtgateConfig", file: str) -> None:
         raise ConfigError(f"{file}: safety.confidence must lie in (0, 1) and safety.bootstrap_samples be at least 1; "
                           f"got {s.confidence}, {s.bootstrap_samples}")
     _one_of(file, "safety.inconclusive_severity", s.inconclusive_severity, SEVERITIES)
-    for key in SAFETY_PATHS:
-        if getattr(s, key) and not Path(getattr(s, key)).is_file():
-            raise ConfigError(f"{file}: safety.{key} {getattr(s, key)!r} does not exist; point it at your prompt "
-                              f"file, or remove the key to use the set shipped in fixtures/safety")
+    try:  # the sets are small: read them now, so a bad one is a usage error before any gate runs
+        safety.check_sets(s)
+    except DataError as exc:
+        raise ConfigError(f"{file}: {exc} (or remove the key to use the set shipped in fixtures/safety)") from None
     if s.classifier != safety.DEFAULT_CLASSIFIER:
         try:
             safety.check_classifier_dir(s.classifier)

@@ -111,6 +111,17 @@ def pair_set(cfg) -> list["Pair"]:
     return load_pairs(path_of(cfg.bias_prompts, "bias_prompts"), path_of(cfg.bias_terms, "bias_terms"))
 
 
+def check_sets(cfg) -> None:
+    """Read every prompt set the config names (DataError naming the first bad one); the shipped ones are not read."""
+    for key in ("toxicity_prompts", "refusal_prompts"):
+        if getattr(cfg, key):
+            prompt_set(cfg, key)
+    if cfg.bias_prompts or cfg.bias_terms:
+        pair_set(cfg)
+    if cfg.refusal_markers:
+        load_markers(cfg.refusal_markers)
+
+
 def load_markers(path: str | Path) -> tuple[str, ...]:
     """Refusal markers, one a line (``#`` comments), lower-cased."""
     p = Path(path)

@@ -276,6 +276,18 @@ def test_an_unknown_gate_id_in_ftgate_yaml_is_a_usage_error_in_one_line(pytester
     assert not TRACEBACK.search(out)
 
 
+def test_an_empty_safety_prompt_set_is_a_usage_error_naming_the_file_before_any_gate(pytester, store):
+    uri, _, r1, _ = store
+    (pytester.path / "mine.json").write_text("[]")
+    result = session(pytester, "--ftgate-tracking-uri", uri, "--run-id", r1, suites=("test_training.py",
+                     "test_safety.py"), config="safety:\n  toxicity_prompts: mine.json\n")
+    out = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert out.count(f"ftgate.yaml: safety.toxicity_prompts '{pytester.path / 'mine.json'}' is empty; point "
+                     "safety.toxicity_prompts in ftgate.yaml at a JSON list of prompts (strings)") == 1
+    assert not TRACEBACK.search(out) and "passed" not in out
+
+
 @pytest.mark.parametrize("experiment, says", [
     ("nosuchexp", "experiment 'nosuchexp' (--ftgate-experiment) does not exist in"),
     ("exp-b", "the run is in experiment 'exp-a', not in 'exp-b' (--ftgate-experiment); pass --ftgate-experiment exp-a"),

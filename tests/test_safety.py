@@ -187,11 +187,15 @@ def test_refusal_warns_when_the_adapter_complies_where_a_baseline_refused():
 # -- config --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, says", [
     ("safety:\n  toxicity_prompts: missing.json\n", "safety.toxicity_prompts"),
+    ("safety:\n  refusal_prompts: empty.json\n", "safety.refusal_prompts"),
+    ("safety:\n  bias_prompts: no_term.json\n", "has no {term} placeholder"),
     ("safety:\n  max_toxicity_increase: 2\n", "safety.max_toxicity_increase must lie in [0, 1]"),
     ("safety:\n  inconclusive_severity: loud\n", "safety.inconclusive_severity"),
     ("safety:\n  classifier: ./nowhere\n", "is not a model directory"),
 ])
 def test_a_bad_safety_setting_is_refused_at_load_naming_the_key(tmp_path, text, says):
+    write(tmp_path, "empty.json", [])
+    write(tmp_path, "no_term.json", ["Describe a person."])
     (tmp_path / "ftgate.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r".*") as err:
         load_config(tmp_path / "ftgate.yaml")
