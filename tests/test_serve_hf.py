@@ -200,3 +200,34 @@ def test_a_kv_cache_longer_than_planned_grows_and_keeps_its_values():
         keys, values = layer.update(k, -k)
     assert torch.equal(keys, torch.cat(steps, dim=2)) and torch.equal(values, -keys)
     assert layer.get_seq_length() == 6
+
+
+def test_column_major_weights_answer_like_the_row_major_model_and_survive_a_merge(base, adapters, monkeypatch):
+    from pytest_ftgate.serve import hf
+
+    fast = create_engine("hf", base, engine_cfg(merge_lora="auto"))
+    fast.start()
+    monkeypatch.setattr(hf, "_column_major_wanted", lambda device, dtype: False)
+    plain = create_engine("hf", base, engine_cfg(merge_lora="auto"))
+    for engine in (fast, plain):
+        engine.add_adapter("a", adapters["a"])
+    assert fast.generate(PROMPTS, None, PARAMS) == plain.generate(PROMPTS, None, PARAMS)
+    assert fast.generate(PROMPTS, "a", PARAMS) == plain.generate(PROMPTS, "a", PARAMS)
+    q = fast.model.base_model.model.model.layers[0].self_attn.q_proj.get_base_layer().weight
+    assert fast._merged is not None and q.stride() == (1, q.shape[0])  # merged in place of the transposed layout
+    assert fast.cache_identity(None)["weights"] == "column-major"
+
+
+def test_a_tied_weight_stays_shared_when_the_others_are_laid_out_column_major():
+    import torch
+
+    from pytest_ftgate.serve import hf
+
+    emb = torch.nn.Embedding(8, 4)
+    head, other = torch.nn.Linear(4, 8, bias=False), torch.nn.Linear(4, 4)
+    head.weight = emb.weight
+    model = torch.nn.ModuleDict({"emb": emb, "head": head, "other": other})
+    before = other.weight.detach().clone()
+    assert hf._column_major(model) == 1
+    assert head.weight is emb.weight and emb.weight.is_contiguous()
+    assert other.weight.stride() == (1, 4) and torch.equal(other.weight, before)

@@ -5,7 +5,8 @@ The base model answers through ``PeftModel.disable_adapter()`` and an adapter th
 so base and adapters share the loaded weights. float32 on CPU (greedy outputs are then identical across batch
 sizes), bfloat16 on CUDA when ``engine.dtype`` is ``auto``.
 
-Each batch's KV cache is preallocated for prompt + new tokens (no per-step concatenation).
+Each batch's KV cache is preallocated for prompt + new tokens (no per-step concatenation), and on CPU every
+Linear weight is stored transposed, the layout MKL multiplies fastest (``_column_major``).
 
 While an adapter answers, its LoRA deltas are merged into the base weights (``engine.merge_lora: auto``, the
 default; ``never`` turns it off), so generation runs plain Linear layers instead of base + A·B per layer (~1.2x
@@ -41,6 +42,7 @@ class HFEngine(Engine):
         self.dtype = None
         self._merged: tuple[str, list] | None = None  # (adapter, [(parameter, its original tensor), ...])
         self._merge_policy = _merge_policy(cfg)
+        self._column_major = False  # Linear weights stored transposed (decided when the base loads)
 
     # -- loading -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,6 +70,9 @@ class HFEngine(Engine):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self.tokenizer, self.model = tok, model.to(self.device).eval()
+        self._column_major = _column_major_wanted(self.device, self.dtype)
+        if self._column_major:
+            _column_major(self.model)
 
     def add_adapter(self, name: str, path: str | Path) -> None:
         from peft import PeftModel
@@ -102,8 +107,10 @@ class HFEngine(Engine):
 
     def cache_identity(self, model: str | None) -> dict:
         # the device the model is (or, not loaded yet, will be) on: the same key before and after loading
-        identity = {"kind": self.kind, "dtype": str(self.cfg.dtype),
-                    "device": self.device if self.model else _device()}
+        device = self.device if self.model else _device()
+        identity = {"kind": self.kind, "dtype": str(self.cfg.dtype), "device": device}
+        if device == "cpu" and str(self.cfg.dtype) in ("auto", "", "float32", "fp32"):
+            identity["weights"] = "column-major"  # another BLAS path: the sums may round differently
         if model is not None and self._merge_policy != "never":
             identity["merge_lora"] = self._merge_policy  # merged sums may round to another greedy token
         return identity
@@ -165,9 +172,7 @@ class HFEngine(Engine):
         if self._merge_policy == "never" or self.dtype != torch.float32 or config is None \
                 or getattr(config, "peft_type", None) != "LORA":
             return None
-        shared: dict[int, int] = {}
-        for _, param in self.model.named_parameters(remove_duplicate=False):
-            shared[param.data_ptr()] = shared.get(param.data_ptr(), 0) + 1
+        shared = _uses(self.model)
         layers = []
         for module in self.model.modules():
             if not isinstance(module, LoraLayer) or name not in module.lora_A:
@@ -194,6 +199,10 @@ class HFEngine(Engine):
                 module.merge(safe_merge=True, adapter_names=[name])
         except ValueError:  # non-finite merged weights: answer unmerged, as peft would compute them
             self._unmerge()
+            return
+        if self._column_major:  # peft's sum comes back row-major
+            for module in layers:
+                _transpose_storage(module.get_base_layer())
 
     def _unmerge(self) -> None:
         """Put the original base tensors back (bit for bit; peft's unmerge would subtract and round)."""
@@ -297,6 +306,43 @@ def _grown(buffer, used: int, capacity: int):
     bigger = buffer.new_empty(*buffer.shape[:2], capacity, buffer.shape[-1])
     bigger[:, :, :used] = buffer[:, :, :used]
     return bigger
+
+
+def _uses(model) -> dict[int, int]:
+    """How many parameters of ``model`` use each storage (by data pointer): > 1 is a shared (tied) weight."""
+    uses: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        uses[param.data_ptr()] = uses.get(param.data_ptr(), 0) + 1
+    return uses
+
+
+def _column_major_wanted(device: str, dtype) -> bool:
+    import torch
+
+    return device == "cpu" and dtype == torch.float32
+
+
+def _column_major(model) -> int:
+    """Store every ``nn.Linear`` weight transposed (the same values, strides (1, in)): ``F.linear`` then hands MKL a
+    contiguous right-hand matrix, ~5 % fewer CPU seconds on a ~23M model at batch 16 (bench/bench_engine.py).
+    A merged adapter's sums are laid out so too (``_merge``). A weight another module shares
+    (tied embeddings) is left as it is, so it stays shared. Returns how many were re-laid."""
+    import torch
+
+    uses = _uses(model)
+    n = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and uses.get(module.weight.data_ptr(), 0) == 1:
+            n += _transpose_storage(module)
+    return n
+
+
+def _transpose_storage(linear) -> int:
+    """Lay a Linear's (row-major) weight out transposed, values unchanged; 1 when it was re-laid."""
+    if not linear.weight.is_contiguous() or linear.weight.dim() != 2:
+        return 0
+    linear.weight.data = linear.weight.data.t().contiguous().t()
+    return 1
 
 
 def _merge_policy(cfg) -> str:
