@@ -59,3 +59,16 @@ def test_a_compare_run_on_another_base_model_is_one_usage_error_before_any_gate_
     result.stderr.fnmatch_lines(["*--ftgate-compare '*': run 'other-base' has another base model (sha256:0000*); "
                                  "compare runs fine-tuned from one base model*"])
     assert not (pytester.path / "ftgate-results" / "report.json").exists()
+
+
+def test_under_xdist_the_workers_answers_reach_the_ab_comparison(pytester, demo_run, tmp_path):
+    """``-n 2``: each worker keeps the answers of the runs it scored; they come back with its collection and the
+    controller compares them as a single process would."""
+    uri = copy_store(demo_run, tmp_path)
+    worse = weakened(Path(demo_run.adapter_dir), Path(demo_run.base_model_dir), tmp_path / "worse" / "adapter", 0.3)
+    run_id = candidate_run(uri, demo_run, worse, "demo-weakened")
+    result = session(pytester, uri, tmp_path / "cache", "--run-id", run_id, "--ftgate-compare", demo_run.run_id,
+                     "-n", "2")
+    c = json.loads((pytester.path / "ftgate-results" / "verdicts" / f"{run_id}.json").read_text())["comparison"]
+    assert c["n"] == 64 and c["prefers"] == "reference", result.stdout.str()
+    assert all(m["ci_high"] < 0 and m["losses"] > m["wins"] for m in c["metrics"])
