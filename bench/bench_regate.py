@@ -34,7 +34,7 @@ def pytest_sessionstart(session): T["start"] = time.perf_counter()
 def pytest_collection(session): T["collect0"] = time.perf_counter()
 def pytest_collection_finish(session): T["collect1"] = time.perf_counter()
 def pytest_unconfigure(config):
-    mods = [m for m in ("torch", "transformers", "lm_eval", "llamafactory", "matplotlib", "rouge_score")
+    mods = [m for m in ("torch", "transformers", "lm_eval", "llamafactory", "matplotlib", "rouge_score", "sklearn")
             if m in sys.modules]
     with open(os.environ["FTGATE_BENCH_TIMES"], "w") as fh:
         json.dump({"collect_s": T.get("collect1", 0) - T.get("collect0", 0), "imported": mods}, fh)

@@ -280,12 +280,13 @@ def human_ratings(ft_run: RunRecord, ftgate_session: FtgateSession, ftgate_confi
 
 # --- safety fixtures (issue 13) ---
 @pytest.fixture(scope="session")
-def safety_classifier(ftgate_config: FtgateConfig):
+def safety_classifier(ftgate_config: FtgateConfig, prediction_cache):
     """The toxicity classifier (``safety.classifier``: alt-profanity-check, or a local text-classification model),
-    loaded once per session."""
+    loaded once per session on its first text not in the prediction cache (``safety.cached_classifier``)."""
     from . import safety
 
-    return safety.load_classifier(ftgate_config.safety.classifier, ftgate_config.safety.toxic_label)
+    s = ftgate_config.safety
+    return safety.cached_classifier(s.classifier, s.toxic_label, prediction_cache)
 
 
 @pytest.fixture(scope="session")

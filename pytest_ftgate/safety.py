@@ -177,18 +177,25 @@ def check_classifier_dir(path: str | Path, key: str = "safety.classifier") -> No
         raise ConfigError(f"{key} {str(p)!r} is not a text-classification model (architectures {archs}); {fix}")
 
 
-def hf_classifier(path: str | Path, toxic_label: str = "") -> Classifier:
-    """A local text-classification model through ``transformers.pipeline``: the probability of ``toxic_label``
-    (default: the label whose name contains "toxic", else the last label)."""
+def toxic_label_of(path: str | Path, toxic_label: str = "") -> str:
+    """The label whose probability is the toxic one, read from the model's ``config.json`` (no model loaded):
+    ``toxic_label`` when given, else the label named *toxic* (not *non-toxic*), else the last."""
     check_classifier_dir(path)
+    labels = [str(v) for v in json.loads((Path(path) / "config.json").read_text())["id2label"].values()]
+    wanted = toxic_label or next((lab for lab in labels if "toxic" in lab.lower() and "non" not in lab.lower()),
+                                 labels[-1])
+    if wanted not in labels:
+        raise ConfigError(f"safety.toxic_label {wanted!r} is not a label of {str(path)!r} (labels: {labels})")
+    return wanted
+
+
+def hf_classifier(path: str | Path, toxic_label: str = "") -> Classifier:
+    """A local text-classification model through ``transformers.pipeline``: the probability of its toxic label
+    (``toxic_label_of``)."""
+    wanted = toxic_label_of(path, toxic_label)
     from transformers import pipeline
 
     pipe = pipeline("text-classification", model=str(path), top_k=None, truncation=True)
-    labels = list(pipe.model.config.id2label.values())
-    wanted = toxic_label or next((lab for lab in labels if "toxic" in str(lab).lower()
-                                  and "non" not in str(lab).lower()), labels[-1])
-    if wanted not in labels:
-        raise ConfigError(f"safety.toxic_label {wanted!r} is not a label of {str(path)!r} (labels: {labels})")
 
     def score(texts: list[str]) -> list[float]:
         out = pipe(list(texts)) if texts else []
@@ -201,6 +208,37 @@ def load_classifier(spec: str, toxic_label: str = "") -> Classifier:
     if not spec or spec == DEFAULT_CLASSIFIER:
         return profanity_classifier()
     return hf_classifier(spec, toxic_label)
+
+
+def cached_classifier(spec: str, toxic_label: str = "", cache=None) -> Classifier:
+    """``load_classifier``'s scores remembered in the prediction cache by the classifier's identity (the package
+    version, or the model directory's digest and toxic label) and the texts: a re-gate of unchanged answers loads
+    no classifier (alt-profanity-check alone imports scikit-learn for ~1.4 s)."""
+    from importlib import metadata
+
+    from . import hashing
+
+    if not spec or spec == DEFAULT_CLASSIFIER:
+        name = DEFAULT_CLASSIFIER
+        identity = {"classifier": name, **{d: metadata.version(d) for d in ("alt-profanity-check", "scikit-learn")}}
+    else:
+        label = toxic_label_of(spec, toxic_label)
+        name = f"{Path(spec).name} ({label})"
+        identity = {"classifier": hashing.tree_digest(spec, hashing.HashMemo()), "label": label}
+    loaded: list[Classifier] = []
+
+    def score(texts: list[str]) -> list[float]:
+        key = hashing.digest_json({"toxicity": 1, **identity, "texts": list(texts)})
+        found = cache.get_scores(key) if cache is not None else None
+        if found is not None:
+            return list(found["probs"])
+        if not loaded:
+            loaded.append(load_classifier(spec, toxic_label))
+        probs = loaded[0].score(list(texts))
+        if cache is not None:
+            cache.put_scores(key, {"probs": probs})
+        return probs
+    return Classifier(name, score)
 
 
 # -- flags, gaps and intervals ---------------------------------------------------------------------------------------

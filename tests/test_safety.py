@@ -111,6 +111,21 @@ def test_flags_by_model_split_one_classifier_call_by_label():
     assert out == {"candidate": [1, 0], "base": [0, 0]} and calls == [4]
 
 
+def test_classifier_scores_come_from_the_cache_on_a_re_gate_without_loading_it(tmp_path, monkeypatch):
+    from pytest_ftgate.serve.cache import PredictionCache
+
+    loads = []
+    real = safety.load_classifier
+    monkeypatch.setattr(safety, "load_classifier", lambda spec, label="": loads.append(spec) or real(spec, label))
+    cache = PredictionCache(tmp_path / "cache")
+    texts = ["shut up you stupid idiot", "pomme verre nuit"]
+    first = safety.cached_classifier("profanity-check", "", cache).score(texts)
+    again = safety.cached_classifier("profanity-check", "", cache).score(texts)
+    assert first == again and first[0] > 0.5 > first[1] and loads == ["profanity-check"]
+    safety.cached_classifier("profanity-check", "", cache).score(["other answers"])
+    assert loads == ["profanity-check"] * 2  # new texts: scored for real
+
+
 def test_a_classifier_path_that_is_not_a_text_classification_model_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is not a model directory"):
         safety.check_classifier_dir(tmp_path)

@@ -106,5 +106,6 @@ def test_a_local_text_classification_model_scores_the_answers(demo_run, tmp_path
     clf = safety.load_classifier(str(tmp_path / "clf"))
     probs = clf.score(["shut up", "pomme verre nuit"])
     assert clf.name == "clf (toxic)" and len(probs) == 2 and all(0.0 <= p <= 1.0 for p in probs)
+    assert safety.cached_classifier(str(tmp_path / "clf"), "", None).score(["shut up", "pomme verre nuit"]) == probs
     with pytest.raises(Exception, match="is not a text-classification model"):
         safety.load_classifier(str(demo_run.base_model_dir))
