@@ -4,8 +4,12 @@ leakage and duplicated training rows. It owns the scan, not the rules of a row (
 
 Pure: no pytest, no MLflow. A file is never loaded whole: JSON Lines are read line by line, a JSON array is parsed
 incrementally (``json.JSONDecoder.raw_decode`` over 1 MiB chunks). Memory grows only with the test prompts and
-16 bytes per training row (duplicates). Rows are numbered from 1: the line of a JSON Lines file, the element of a
-JSON array. Verdict texts name files, rows and kinds, never row contents (PII must not leak into a report).
+16 bytes per training row (duplicates: a 64-bit hash and the row), besides one batch of rows: the rows are checked
+BATCH at a time (``_check``, a pure function of the rows), which lets the texts of a batch be normalised in a few C
+calls and a large JSON Lines file be cut in two, the second half checked by a forked helper process; the parts are
+merged in row order, so the findings equal a serial scan's. Rows are numbered from 1: the line of a JSON Lines
+file, the element of a JSON array. Verdict texts name files, rows and kinds, never row contents (PII must not leak
+into a report).
 Only what was trained is scanned: the first ``max_samples`` rows of each training/validation dataset, as
 LLaMA-Factory selects them (the audit record says how many).
 """
@@ -14,17 +18,23 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 import time
 import unicodedata
 from array import array
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from . import pii
 from .errors import ConfigError, DataError
 from .fileio import resolve_path
-from .jsonstream import data_files, iter_rows
+from .jsonstream import data_files, halves, iter_lines, iter_rows
 from .rows import (  # noqa: F401 (re-exported)
     AUTO,
     COLUMN_KEYS,
@@ -39,6 +49,7 @@ from .rows import (  # noqa: F401 (re-exported)
     read_rows,
     registered_spec,
     row_problems,
+    row_reader,
 )
 
 
@@ -92,19 +103,31 @@ def normalise(text: str) -> str:
     return _NONWORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
-# _key(): ASCII folded in one bytes.translate: upper to lower case, every other non-alphanumeric byte to a space
-_ASCII_FOLD = bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
+# keys(): upper to lower case, every other non-alphanumeric ASCII byte to a space; NUL (the separator) and the bytes
+# of non-ASCII characters (texts that ``normalise`` has already folded) are kept
+_FOLD = bytes(c + 32 if 65 <= c <= 90 else c if c == 0 or c >= 128 or chr(c).isalnum() else 32 for c in range(256))
 
 
-def _key(text: str) -> bytes:
-    """``normalise(text)`` as UTF-8 bytes, what leakage and duplicates hash: for ASCII text the same tokens by
-    bytes.translate (twice as fast as str.lower + str.translate); other text through ``normalise`` itself."""
-    if text.isascii():
-        return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split())
-    return normalise(text).encode("utf-8")
+def keys(texts: list[str]) -> list[bytes]:
+    """``normalise(text).encode()`` of every text, what leakage and duplicates hash, in a few C calls for the whole
+    list (a scan's batch of rows) instead of a split and join per text: the texts are joined by " NUL ", folded by
+    one bytes.translate (ASCII text; other text goes through ``normalise`` first, whose output the table keeps),
+    each run of spaces cut to one (numpy: four times faster than a regex), and the result cut at the NULs. A NUL
+    inside a text is a space to ``normalise``, so it becomes one before the join."""
+    import numpy as np
 
-
-_h = hash  # 64-bit, fast; salted per process, which is fine: every hash of one scan is compared in one process
+    if not texts:
+        return []
+    joined = " \x00 ".join(texts)
+    if joined.count("\x00") != len(texts) - 1:
+        texts = [t.replace("\x00", " ") for t in texts]
+        joined = " \x00 ".join(texts)
+    if not joined.isascii():
+        joined = " \x00 ".join(t if t.isascii() else normalise(t) for t in texts)
+    folded = np.frombuffer(joined.encode("utf-8").translate(_FOLD), np.uint8)
+    space = folded == 32
+    space[1:] &= space[:-1]  # a space after a space
+    return list(map(bytes.strip, folded[~space].tobytes().split(b"\x00")))
 
 
 def _strings(value: Any, out: list[str]) -> list[str]:
@@ -159,6 +182,231 @@ class DataScan:
         return sum(f.rows for f in self.files)
 
 
+BATCH = 1000  # rows checked together: keys() folds the texts of a batch at once (a few hundred KB of rows)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What checking a file's rows needs besides the rows: the same for every batch of the file."""
+
+    split: str
+    spec: DatasetSpec
+    kinds: tuple
+    listed: int  # max_listed
+    test_exact: dict  # hash of a test prompt -> (file, row) of its first test row
+    test_norm: dict  # the same for the normalised prompt
+
+
+@dataclass
+class _Part:
+    """What checking one batch of a file's rows found, in row order: a pure result of the rows and the task
+    (``_check``), which ``_Scanner.merge`` adds to the file's and the scan's, batch after batch."""
+
+    rows: int = 0
+    bad_rows: int = 0
+    bad: list = field(default_factory=list)  # [(row, problem)], the first max_listed
+    pii_rows: int = 0
+    pii: dict = field(default_factory=dict)  # kind -> [matches, rows (the first max_listed)]
+    tests: list = field(default_factory=list)  # test prompts: [(hash, hash of the normalised prompt, row)]
+    leaks: list = field(default_factory=list)  # [(test (file, row), training row, "exact" | "normalised")]
+    dup_hash: array = field(default_factory=lambda: array("q"))  # a training row's hash of (system, prompt, answer)
+    dup_rows: array = field(default_factory=lambda: array("Q"))  # its row
+
+
+def _check(task: _Task, batch: list[tuple]) -> _Part:
+    """Schema, PII (the exact detectors only on the rows whose raw text ``pii.maybe_rows`` holds), then leakage and
+    duplicates of the valid rows, for a batch of ``iter_rows(path, raw=True)`` items."""
+    part, read, valid = _Part(rows=len(batch)), row_reader(task.spec), []
+    for row, value, problem, _ in batch:
+        problems, system, prompt, answer = ([problem], "", "", "") if problem else read(value)
+        if problems:
+            part.bad_rows += 1
+            if len(part.bad) < task.listed:
+                part.bad.append((row, "; ".join(problems)))
+        else:
+            valid.append((row, system, prompt, answer))
+    for i in pii.maybe_rows([item[3] for item in batch]) if task.kinds else ():
+        if batch[i][1] is not None:
+            _pii(part, task, batch[i][0], batch[i][1])
+    if valid and task.split == "test":
+        _test_rows(part, valid)
+    elif valid and task.split == "train":
+        _train_rows(part, task, valid)
+    return part
+
+
+def _pii(part: _Part, task: _Task, row: int, value: Any) -> None:
+    found = pii.count("\n".join(_strings(value, [])), task.kinds)
+    if found:
+        part.pii_rows += 1
+        for kind, n in found.items():
+            entry = part.pii.setdefault(kind, [0, []])
+            entry[0] += n
+            if len(entry[1]) < task.listed:
+                entry[1].append(row)
+
+
+def _test_rows(part: _Part, valid: list[tuple]) -> None:
+    """The non-blank test prompts, hashed as they are and normalised (what the training rows are looked up by)."""
+    prompts = [(prompt, row) for row, _, prompt, _ in valid if prompt.strip()]
+    norm = keys([prompt for prompt, _ in prompts])
+    part.tests = [(hash(prompt), hash(key), row) for (prompt, row), key in zip(prompts, norm)]
+
+
+def _train_rows(part: _Part, task: _Task, valid: list[tuple]) -> None:
+    """The leaks and the duplicate hashes of a batch's valid training rows (hash(): 64-bit, fast, salted per
+    process: every hash of one scan is compared in one process)."""
+    rows, systems, prompts, answers = zip(*valid)
+    n = len(valid)
+    folded = keys([*systems, *prompts, *answers])
+    if task.test_norm:
+        _leaks(part, task, rows, prompts, folded[n:2 * n])
+    part.dup_hash = array("q", map(hash, zip(folded[:n], folded[n:2 * n], folded[2 * n:])))
+    part.dup_rows = array("Q", rows)
+
+
+def _leaks(part: _Part, task: _Task, rows: tuple, prompts: tuple, norm: list[bytes]) -> None:
+    """Each training row whose prompt is a test prompt, as it is or else normalised (a set test decides first
+    that a batch has none, the common case)."""
+    exact, normalised = list(map(hash, prompts)), list(map(hash, norm))
+    if task.test_exact.keys().isdisjoint(exact) and task.test_norm.keys().isdisjoint(normalised):
+        return
+    for row, e, k in zip(rows, exact, normalised):
+        hit, how = task.test_exact.get(e), "exact"
+        if hit is None:
+            hit, how = task.test_norm.get(k), "normalised"
+        if hit is not None:
+            part.leaks.append((hit, row, how))
+
+
+def _batches(rows: Iterator[tuple], path: Path, left: int, out: dict, done: int = 0) -> Iterator[list[tuple]]:
+    """The ``iter_rows(path, raw=True)`` items ``rows`` in batches of BATCH, the first ``left`` (-1: all); the last
+    batch may be short or empty. ``out`` gets "left" (rows left after these) and "error" (why the file could not be
+    read to its end); ``done`` rows of the file came before these."""
+    batch: list[tuple] = []
+    try:
+        for item in rows:
+            if left == 0:
+                break
+            left -= 1
+            batch.append(item)
+            if len(batch) == BATCH:
+                yield batch
+                done, batch = done + BATCH, []
+    except DataError as exc:
+        out["error"] = str(exc)
+    except (OSError, UnicodeDecodeError) as exc:
+        out["error"] = f"{path}: cannot be read at row {done + len(batch) + 1}: {exc}"
+    out["left"] = left
+    yield batch
+
+
+PARALLEL_MIN_BYTES = 32 << 20  # a file this large is shared with a helper process (``_Helper``)
+_PROBE = b"pytest-ftgate hash probe"
+
+
+class _Helper:
+    """A forked process that shares the check of a large file with this one, in one of two ways:
+    - halves (``start`` given: a JSON Lines file read whole, cut by ``jsonstream.halves``): the helper checks the
+      second half while this process checks the first; its parts, buffered here as they come, are merged after this
+      half's. Where it fails, dies or hashes differently, the rows it has not sent are checked here (``rest``).
+    - interleaved (``start`` None: a JSON array, which cannot be cut without parsing it, or a file of which only the
+      first ``left`` rows are trained): both processes parse the whole stream, this one checks the even batches and
+      the helper the odd ones (``odd_part``): parsing is the cheaper part of a scan. Where the helper fails, this
+      process checks the odd batches too.
+    Each part is a pure result of its rows, so the merged scan equals a serial one: fork keeps the process's hash
+    secret (a probe checks it) and the test prompts."""
+
+    def __init__(self, task: _Task, path: Path, start: int | None = None, lines: int = 0, left: int = -1):
+        self.task, self.path, self.start, self.lines, self.left = task, path, start, lines, left
+        self.parts: deque = deque()
+        self.proc, self.conn = None, None
+
+    def fork(self) -> bool:
+        """Start the helper where forking is safe and worth it: Linux, two CPUs, no other thread running (a lock
+        held by another thread would stay locked in the child) but tqdm's monitor (lm-eval's progress bars start
+        it; it holds only tqdm's own locks, which the helper never takes)."""
+        others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name != "tqdm_monitor"]
+        if sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2 or others:
+            return False
+        import multiprocessing
+
+        import numpy  # noqa: F401 (imported before the fork, not in the child)
+
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child_conn = ctx.Pipe(duplex=False)
+        try:
+            self.proc = ctx.Process(target=self.main, args=(child_conn,), daemon=True)
+            self.proc.start()
+        except (OSError, AssertionError):  # no fork left, or a daemon process (which may not have children)
+            return False
+        finally:
+            child_conn.close()
+        return self._receive() == ("probe", hash(_PROBE))
+
+    def second_half(self) -> Iterator[tuple]:
+        return iter_lines(self.path, True, self.start, None, self.lines + 1)
+
+    def main(self, conn: Any) -> None:
+        """The helper process: the probe, each part of the second half, then "done" if it was read to its end. Any
+        failure ends it: what it has not sent is checked by the parent (which meets the same error)."""
+        try:
+            conn.send(("probe", hash(_PROBE)))
+            out: dict = {}
+            if self.start is None:
+                for i, batch in enumerate(_batches(iter_rows(self.path, raw=True), self.path, self.left, out)):
+                    if i % 2:
+                        conn.send(("part", _check(self.task, batch)))
+            else:
+                for batch in _batches(self.second_half(), self.path, -1, out):
+                    conn.send(("part", _check(self.task, batch)))
+            if "error" not in out:
+                conn.send(("done",))
+        except Exception:  # noqa: S110 (the parent checks what was not sent itself, and meets the same error)
+            pass
+        finally:
+            conn.close()
+
+    def collect(self) -> None:
+        """Buffer the parts that have come, so that the helper never waits on a full pipe."""
+        while not (self.parts and self.parts[-1] in (None, ("done",))) and self.conn.poll():
+            self.parts.append(self._receive())  # None: the helper has ended (poll holds at the end of the pipe)
+
+    def rest(self, done: int, out: dict) -> Iterator[_Part]:
+        """The parts of the second half in order: the helper's, then (where it stopped short) the rows after them,
+        checked here; ``done`` rows came before the half."""
+        covered = 0
+        while True:
+            message = self.parts.popleft() if self.parts else self._receive()
+            if message is None or message[0] != "part":
+                break
+            covered += message[1].rows
+            yield message[1]
+        if message == ("done",):
+            return
+        rows = islice(self.second_half(), covered, None)
+        yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done + covered))
+
+    def odd_part(self, batch: list[tuple]) -> _Part | None:
+        """Interleaved: the helper's part of this odd batch, None where the helper has ended or sent another."""
+        message = self._receive()
+        if message is None or message[0] != "part" or message[1].rows != len(batch):
+            return None
+        return message[1]
+
+    def _receive(self) -> tuple | None:
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.conn.close()
+            self.proc.terminate()
+            self.proc.join()
+
+
 class _Scanner:
     def __init__(self, pii_kinds: tuple[str, ...], max_listed: int):
         self.kinds, self.scan = tuple(pii_kinds), DataScan(max_listed=max_listed)
@@ -179,65 +427,59 @@ class _Scanner:
                 fr.error = f"{path} does not exist: the {df.split} data of {df.name!r} cannot be checked"
                 continue
             fr.bytes = os.path.getsize(path)
-            try:
-                for row, value, problem, raw in iter_rows(path, raw=True):  # read_rows, with each row's JSON text
-                    if left == 0:
-                        break
-                    left -= 1
-                    self.row(fr, df.spec, row, value, [problem] if problem else row_problems(value, df.spec), raw)
-            except DataError as exc:
-                fr.error = str(exc)
-            except (OSError, UnicodeDecodeError) as exc:
-                fr.error = f"{path}: cannot be read at row {fr.rows + 1}: {exc}"
+            task = _Task(df.split, df.spec, self.kinds, self.scan.max_listed, self.test_exact, self.test_norm)
+            left = self.read(fr, task, path, left)
 
-    def row(self, fr: FileResult, spec: DatasetSpec, row: int, value: Any, problems: list[str],
-            raw: str | bytes | None = None) -> None:
-        """Schema, PII (the exact detectors only on a row whose raw text ``pii.maybe`` holds), then leakage and
-        duplicates of a valid row."""
-        fr.rows += 1
-        if problems:
-            fr.bad_rows += 1
-            if len(fr.bad) < self.scan.max_listed:
-                fr.bad.append((row, "; ".join(problems)))
-        if self.kinds and value is not None and pii.maybe(raw):
-            found = pii.count("\n".join(_strings(value, [])), self.kinds)
-            if found:
-                fr.pii_rows += 1
-                for kind, n in found.items():
-                    entry = fr.pii.setdefault(kind, {"count": 0, "rows": []})
-                    entry["count"] += n
-                    if len(entry["rows"]) < self.scan.max_listed:
-                        entry["rows"].append(row)
-        if problems:
-            return
-        if fr.split == "test":
-            self.test_row(fr, prompt_text(value, spec), row)
-        elif fr.split == "train":
-            self.train_row(fr, value, spec.for_row(value), row)
+    def read(self, fr: FileResult, task: _Task, path: Path, left: int) -> int:
+        """Check a file's rows batch by batch, the first ``left`` of them (-1: all); how many are left after it. A
+        large file is shared with a helper process (``_Helper``): a JSON Lines file read whole cut in two halves,
+        any other interleaved by batches."""
+        out: dict = {}
+        large = fr.bytes >= PARALLEL_MIN_BYTES
+        cut = halves(path) if large and left < 0 else None
+        helper = _Helper(task, path, *cut) if cut else _Helper(task, path, left=left) if large else None
+        try:
+            forked = helper is not None and helper.fork()
+            halved = forked and cut is not None
+            rows = iter_lines(path, True, 0, helper.lines) if halved else iter_rows(path, raw=True)
+            for i, batch in enumerate(_batches(rows, path, left, out)):
+                part = helper.odd_part(batch) if forked and not halved and i % 2 else None
+                if part is None and forked and not halved and i % 2:
+                    forked = False  # the helper has ended: this process checks the rest
+                self.merge(fr, _check(task, batch) if part is None else part)
+                if halved:
+                    helper.collect()
+            for part in helper.rest(fr.rows, out) if halved and "error" not in out else ():
+                self.merge(fr, part)
+        finally:
+            if helper:
+                helper.close()
+        fr.error = out.get("error", fr.error)
+        return out["left"]
 
-    def test_row(self, fr: FileResult, prompt: str, row: int) -> None:
-        if not prompt.strip():
-            return
-        self.scan.test_prompts += 1
-        self.test_exact.setdefault(_h(prompt), (fr.path, row))
-        self.test_norm.setdefault(_h(_key(prompt)), (fr.path, row))
-
-    def train_row(self, fr: FileResult, value: dict, spec: DatasetSpec, row: int) -> None:
-        prompt = prompt_text(value, spec)
-        norm = _key(prompt)
-        if self.test_norm:
-            hit = self.test_exact.get(_h(prompt))
-            how = "exact"
-            if hit is None:
-                hit, how = self.test_norm.get(_h(norm)), "normalised"
-            if hit is not None and hit not in self.scan.leaks:
-                self.scan.leaks[hit] = (fr.path, row, how)
-        if not self.names or self.names[-1] != fr.path:
-            self.names.append(fr.path)
-        system = value.get(spec.columns["system"]) if spec.columns.get("system") else None
-        self.dup_hash.append(_h((_key(system) if system else b"", norm, _key(answer_text(value, spec)))))
-        self.dup_where.append((len(self.names) - 1) << 40 | row)
-        self.scan.train_rows += 1
+    def merge(self, fr: FileResult, part: _Part) -> None:
+        """Add what a batch found to its file's result and to the scan, as if its rows were checked here."""
+        listed = self.scan.max_listed
+        fr.rows, fr.bad_rows = fr.rows + part.rows, fr.bad_rows + part.bad_rows
+        fr.pii_rows += part.pii_rows
+        fr.bad.extend(part.bad[:listed - len(fr.bad)])
+        for kind, (n, rows) in part.pii.items():
+            entry = fr.pii.setdefault(kind, {"count": 0, "rows": []})
+            entry["count"] += n
+            entry["rows"].extend(rows[:listed - len(entry["rows"])])
+        for exact, norm, row in part.tests:
+            self.scan.test_prompts += 1
+            self.test_exact.setdefault(exact, (fr.path, row))
+            self.test_norm.setdefault(norm, (fr.path, row))
+        for hit, row, how in part.leaks:
+            self.scan.leaks.setdefault(hit, (fr.path, row, how))
+        if part.dup_rows:
+            if not self.names or self.names[-1] != fr.path:
+                self.names.append(fr.path)
+            tag = (len(self.names) - 1) << 40
+            self.dup_hash.extend(part.dup_hash)
+            self.dup_where.extend(array("Q", [tag | row for row in part.dup_rows]))
+            self.scan.train_rows += len(part.dup_rows)
 
     def duplicates(self) -> None:
         import numpy as np

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -34,15 +35,59 @@ def iter_rows(path: str | Path, raw: bool = False) -> Iterator[tuple]:
     With ``raw``, a fourth item: the row's JSON text as read (bytes of a JSON Lines line, the str of an array
     element), which lets the data scan prefilter a row (``pii.maybe``) without walking its decoded strings."""
     p = Path(path)
-    with open(p, "rb") as fb:
-        head = fb.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-    if head[:1] == b"[":
+    first = _first_byte(p)
+    if first == b"[":
         yield from _json_array(p, raw)
         return
-    if head[:1] == b"{" and _one_object(p):
+    if first == b"{" and _one_object(p):
         raise DataError(f"{p}: is one JSON object, not rows: put the rows in a JSON list [{{...}}, ...] or write "
                         "JSON Lines (one object per line)")
-    yield from _json_lines(p, raw)
+    yield from iter_lines(p, raw)
+
+
+def _first_byte(p: Path) -> bytes:
+    with open(p, "rb") as fb:
+        return fb.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1]
+
+
+def halves(path: str | Path) -> tuple[int, int] | None:
+    """Where a JSON Lines file can be cut in two, for two readers (``iter_lines``): (the byte offset of the first
+    line that starts after the middle, the number of lines before it). None for a JSON array, a file of one JSON
+    object, or a file whose last line starts before the middle."""
+    p, first = Path(path), _first_byte(Path(path))
+    if first == b"[" or (first == b"{" and _one_object(p)):
+        return None
+    with open(p, "rb") as f:
+        f.seek(p.stat().st_size // 2)
+        f.readline()  # the rest of the line the middle falls in
+        start, lines = f.tell(), 0
+        if not f.read(1):
+            return None
+        f.seek(0)
+        while f.tell() + CHUNK <= start:
+            lines += f.read(CHUNK).count(b"\n")
+        return start, lines + f.read(start - f.tell()).count(b"\n")
+
+
+def iter_lines(path: str | Path, raw: bool = False, start: int = 0, count: int | None = None,
+               first: int = 1) -> Iterator[tuple]:
+    """``iter_rows`` of a JSON Lines file, or of ``count`` of its lines (None: to the end) from the byte offset
+    ``start`` (a line start, see ``halves``), numbered from ``first``."""
+    loads = json.loads
+    with open(path, "rb") as f:
+        f.seek(start)
+        for lineno, line in enumerate(f if count is None else islice(f, count), first):
+            if lineno == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")
+            if not line.strip():
+                continue
+            try:
+                value = loads(line)
+            except ValueError as exc:
+                why = f"is not valid JSON ({getattr(exc, 'msg', exc)})"
+                yield (lineno, None, why, line) if raw else (lineno, None, why)
+                continue
+            yield (lineno, value, "", line) if raw else (lineno, value, "")
 
 
 def _one_object(p: Path) -> bool:
@@ -68,23 +113,6 @@ def _one_object(p: Path) -> bool:
                     return False
             return isinstance(value, dict)
     return False
-
-
-def _json_lines(p: Path, raw: bool = False) -> Iterator[tuple]:
-    loads = json.loads
-    with open(p, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")
-            if not line.strip():
-                continue
-            try:
-                value = loads(line)
-            except ValueError as exc:
-                why = f"is not valid JSON ({getattr(exc, 'msg', exc)})"
-                yield (lineno, None, why, line) if raw else (lineno, None, why)
-                continue
-            yield (lineno, value, "", line) if raw else (lineno, value, "")
 
 
 _WS = re.compile(r"[ \t\r\n]*")

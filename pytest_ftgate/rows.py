@@ -11,7 +11,7 @@ contents (PII must not leak into a report).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,8 +164,7 @@ def _alpaca_problems(row: dict, spec: DatasetSpec) -> list[str]:
     c, problems = spec.columns, []
     prompt, query, response = row.get(c.get("prompt") or ""), row.get(c.get("query") or ""), row.get(
         c.get("response") or "")
-    if (type(prompt) is str and prompt.strip() and (query is None or type(query) is str) and type(response) is str
-            and response.strip() and not spec.ranking and not c.get("history")):
+    if _plain(prompt, query, response) and not spec.ranking and not c.get("history"):
         return problems  # the common case, checked fast
     for key in ("prompt", "query"):
         col = c.get(key)
@@ -186,6 +185,12 @@ def _alpaca_problems(row: dict, spec: DatasetSpec) -> list[str]:
                 isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in turns):
             problems.append(f"{history!r} must be a list of [prompt, response] string pairs")
     return problems
+
+
+def _plain(prompt: Any, query: Any, response: Any) -> bool:
+    """The common alpaca row, checked fast: a non-blank instruction and output, the input a string or absent."""
+    return (type(prompt) is str and bool(prompt.strip()) and (query is None or type(query) is str)
+            and type(response) is str and bool(response.strip()))
 
 
 def _turns(row: dict, spec: DatasetSpec) -> tuple[str, list[tuple[str, str]], str]:
@@ -262,6 +267,32 @@ def _openai_align(msgs: list, start: int, t: dict) -> tuple[list[tuple[str, str]
     return turns, ""
 
 
+def row_reader(spec: DatasetSpec) -> Callable[[Any], tuple[list[str], str, str, str]]:
+    """A function of a row: ``(row_problems(row, spec), system, prompt, answer)``, the texts "" for an invalid row
+    (what the data scan reads of every row, in one call). A plain alpaca spec (instruction, input and output
+    columns; no history, no ranking) reads a row whose columns hold strings in a few dict lookups (``_plain``, the
+    fast check of ``_alpaca_problems``); any other row goes the long way (``row_problems``, ``prompt_text``,
+    ``answer_text``)."""
+    c = spec.columns
+    plain = spec.formatting == "alpaca" and not spec.ranking and not c.get("history") and all(
+        c.get(k) for k in ("prompt", "query", "response"))
+    p, q, r, s = c.get("prompt"), c.get("query"), c.get("response"), c.get("system")
+
+    def read(row: Any) -> tuple[list[str], str, str, str]:
+        if plain and type(row) is dict:
+            prompt, query, response, system = row.get(p), row.get(q), row.get(r), row.get(s) if s else None
+            if _plain(prompt, query, response) and (system is None or type(system) is str):
+                return [], system or "", "\n".join((prompt, query)) if query else prompt, response
+        problems = row_problems(row, spec)
+        if problems:
+            return problems, "", "", ""
+        row_spec = spec.for_row(row)
+        column = row_spec.columns.get("system")
+        return [], (row.get(column) if column else None) or "", prompt_text(row, row_spec), answer_text(row, row_spec)
+
+    return read
+
+
 # -- what a valid row says ----------------------------------------------------------------------------------
 def messages(row: dict, spec: DatasetSpec) -> tuple[Messages, str]:
     """(the ``(role, content)`` turns up to the one to answer, the answer) of a valid row, as LLaMA-Factory's
@@ -318,7 +349,13 @@ def tools_text(row: dict, spec: DatasetSpec) -> str:
 
 
 def _alpaca_prompt(row: dict, c: dict) -> str:
-    return "\n".join(row[k] for k in (c.get("prompt"), c.get("query")) if k and row.get(k))
+    """The set and non-empty of instruction and input, joined by a newline (without a generator: the data scan
+    calls this for every row)."""
+    prompt, query = c.get("prompt"), c.get("query")
+    first, second = row.get(prompt) if prompt else None, row.get(query) if query else None
+    if first and second:
+        return "\n".join((first, second))
+    return "\n".join((first or second,)) if first or second else ""
 
 
 def _openai_system(system: str, tools: str) -> str:

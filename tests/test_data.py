@@ -2,6 +2,7 @@
 dataset_info.json, streaming, leakage, duplicates. PII detectors: tests/test_data_pii.py."""
 
 import json
+import os
 import tracemalloc
 
 import pytest
@@ -288,3 +289,79 @@ def test_pii_is_reported_only_in_the_rows_that_were_trained(tmp_path):
     assert not check.passed
     assert "email ×1 (row 11)" in check.message and "phone" not in check.message
     assert "possible PII in 1 of 51 rows" in check.message
+
+
+# -- the scan's mechanisms: batched keys, two processes ---------------------------------------------------
+def test_the_keys_of_a_batch_are_each_text_normalised():
+    texts = ["What is  LoRA?", "", " ", "?!", "a\x00b", "\x00", "Zażółć  GĘŚLĄ!", "ﬁne ½ ²", "x\ty\n",
+             "__a__", "ÉCOLE naïve", "ǅemo Straße", "a   b", "  lead and trail  "]
+    assert data.keys(texts) == [data.normalise(t).encode() for t in texts]
+    assert data.keys([]) == [] and data.keys(["a.b"]) == [b"a b"]
+
+
+def mixed_rows(n):
+    rows = []
+    for i in range(n):
+        row = alpaca(i % 40, input=["", "jan.kowalski@example.com", "PESEL 44051401359", "Zażółć gęślą"][i % 4])
+        rows.append({"instruction": 5} if i % 97 == 3 else row)
+    return rows
+
+
+def scan_dict(scan):
+    out = {k: v for k, v in vars(scan).items() if k != "seconds"}
+    out["files"] = [vars(f) for f in scan.files]
+    return out
+
+
+class PidHash:
+    def __hash__(self):
+        return os.getpid()  # another hash in a forked helper
+
+
+@pytest.mark.parametrize("layout", ["JSON Lines", "JSON array", "first 2500 lines"])
+@pytest.mark.parametrize("helper", ["works", "dies after one part", "hashes differently"])
+def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path, monkeypatch, helper, layout):
+    if layout == "JSON array":
+        path = write(tmp_path / "train.json", mixed_rows(3000) + [alpaca(7)])
+    else:
+        path = write(tmp_path / "train.jsonl", mixed_rows(3000), jsonl=True)
+        with open(path, "a") as f:
+            f.write("\n{broken\n" + json.dumps(alpaca(7)) + "\n")
+    test = write(tmp_path / "test.json", [alpaca(4), alpaca(8, instruction="REVERSE the order of the words. word8 "
+                                                                         "stone river")])
+    dfs = [data.DataFile("train", "train", str(path), data.DatasetSpec("train"),
+                         max_rows=2500 if layout == "first 2500 lines" else 0),
+           data.DataFile("test", "test", str(test), data.DatasetSpec("test"))]
+    serial = scan_dict(data.scan(dfs))
+    monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "BATCH", 100)
+    if helper == "dies after one part":
+        parent, check, calls = os.getpid(), data._check, []
+
+        def check_then_die(task, batch):
+            if os.getpid() != parent and calls:
+                raise RuntimeError("the helper dies")
+            calls.append(1)
+            return check(task, batch)
+        monkeypatch.setattr(data, "_check", check_then_die)
+    if helper == "hashes differently":
+        monkeypatch.setattr(data, "_PROBE", PidHash())
+    forked, fork = [], data._Helper.fork
+    monkeypatch.setattr(data._Helper, "fork", lambda self: forked.append(fork(self)) or forked[-1])
+    assert scan_dict(data.scan(dfs)) == serial
+    assert set(forked) == {helper != "hashes differently"}  # the test file and the training file
+    train = serial["files"][1]
+    assert train["pii"] and serial["duplicate_rows"]
+    assert train["bad_rows"] == {"JSON Lines": 32, "JSON array": 31, "first 2500 lines": 26}[layout]
+    assert sorted(how for _, _, how in serial["leaks"].values()) == ["exact", "normalised"]
+
+
+def test_a_json_lines_file_is_cut_at_a_line_start_after_its_middle(tmp_path):
+    path = write(tmp_path / "a.jsonl", [alpaca(i) for i in range(50)], jsonl=True)
+    start, lines = jsonstream.halves(path)
+    text = path.read_bytes()
+    assert text[start - 1:start] == b"\n" and start >= len(text) // 2 and lines == text[:start].count(b"\n")
+    first = list(jsonstream.iter_lines(path, True, 0, lines))
+    second = list(jsonstream.iter_lines(path, True, start, None, lines + 1))
+    assert first + second == list(jsonstream.iter_rows(path, raw=True))
+    assert jsonstream.halves(write(tmp_path / "a.json", [alpaca(1)] * 50)) is None

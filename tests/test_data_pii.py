@@ -131,4 +131,17 @@ def test_the_prefilter_agrees_with_count_on_the_demo_data():
 def test_the_scan_s_hash_key_is_the_normalised_text(text):
     from pytest_ftgate import data
 
-    assert data._key(text) == data.normalise(text).encode("utf-8")
+    assert data.keys([text]) == [data.normalise(text).encode("utf-8")]
+
+
+def test_the_prefilter_of_a_batch_of_raw_rows_is_the_prefilter_of_each_and_misses_no_pii():
+    texts = [f"Contact: {v}, thanks." for v in PLANTED.values()] + [
+        "In 1923 there were 456 apples.", "no digits at all", "12345", " 123456", "a (12) 34-5", "x\\u0040y",
+        "a\\/b 12345", "naïve 1", "", "@", "tab\\t123 45"]
+    for raws in ([json.dumps({"input": t}) for t in texts], [json.dumps({"input": t}).encode() for t in texts],
+                 [json.dumps({"input": t}, ensure_ascii=False) for t in texts]):
+        assert pii.maybe_rows(raws) == [i for i, raw in enumerate(raws) if pii.maybe(raw)]
+        for i, t in enumerate(texts):
+            assert not pii.count(json.loads(raws[i])["input"]) or i in pii.maybe_rows(raws), t
+    assert pii.maybe_rows([b'{"a": "In 1923 there were 456"}', b'{"a": "no"}']) == []
+    assert pii.maybe_rows([]) == [] and pii.maybe(None)
