@@ -440,7 +440,8 @@ class FtgateSession:
                 what = f" {g.label}" if g.label else " value"
                 val = "" if g.value is None else f"{what}={_short(g.value)}"
                 thr = "" if g.threshold is None else f" threshold={_short(g.threshold)}"
-                lines.append(f"    {g.severity:<5} {g.id} {g.name} {g.outcome}:{val}{thr} - {_short(g.message, 200)}")
+                title = g.id if g.name in ("", g.id) else f"{g.id} {g.name}"
+                lines.append(f"    {g.severity:<5} {title} {g.outcome}:{val}{thr} - {_short(g.message, 200)}")
         return lines
 
 
