@@ -52,8 +52,9 @@ WRITES = ("import json, sys, tempfile, time, pathlib; sys.path.insert(0, %r); im
           "print(time.perf_counter() - t0)")
 
 
-def one_n(n: int, steps: int, repeat: int, env: dict) -> tuple[float, float, float]:
-    """(session wall, MLflow reads, required writes) for a complete training-gates session over ``n`` runs."""
+def one_n(n: int, steps: int, repeat: int, env: dict) -> dict[str, list[float]]:
+    """Per repeat: session wall, MLflow reads, required writes and bare pytest for a complete training-gates
+    session over ``n`` runs."""
     import shutil
 
     from tests.mlflow_runs import make_run
@@ -65,16 +66,18 @@ def one_n(n: int, steps: int, repeat: int, env: dict) -> tuple[float, float, flo
     shutil.copy(ROOT / "suites" / "test_training.py", work / "suites")  # the whole suite: a complete session
     py = lambda code: float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                            check=True).stdout.split()[-1])  # noqa: E731
-    reads = [py(READS % (str(ROOT), uri, ids)) for _ in range(repeat)]
-    writes = [py(WRITES % (str(ROOT), uri, ids)) for _ in range(repeat)]
     suite = [sys.executable, "-m", "pytest", str(work / "suites"), "-q", "-p", "no:cacheprovider", "--rootdir",
              str(work), "--ftgate-tracking-uri", uri]
     runs = [a for i in ids for a in ("--run-id", i)]
-    gate = [timed(suite + runs + ["--ftgate-out", str(work / f"out{k}")], work, env) for k in range(repeat)]
-    bare = [timed([sys.executable, "-m", "pytest", str(work / "suites"), "--collect-only", "-q", "-p",
-                   "no:cacheprovider", "-p", "no:ftgate", "--rootdir", str(work)], work, env) for _ in range(repeat)]
-    med = statistics.median
-    return med(gate), med(reads), med(writes), med(bare)
+    bare_cmd = [sys.executable, "-m", "pytest", str(work / "suites"), "--collect-only", "-q", "-p", "no:cacheprovider",
+                "-p", "no:ftgate", "--rootdir", str(work)]
+    gate, reads, writes, bare = [], [], [], []
+    for k in range(repeat):  # interleaved: a busy machine slows the session and its reference alike
+        reads.append(py(READS % (str(ROOT), uri, ids)))
+        writes.append(py(WRITES % (str(ROOT), uri, ids)))
+        gate.append(timed(suite + runs + ["--ftgate-out", str(work / f"out{k}")], work, env))
+        bare.append(timed(bare_cmd, work, env))
+    return {"session": gate, "reads": reads, "writes": writes, "pytest": bare}
 
 
 def main() -> None:
@@ -85,21 +88,24 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
     print(f"complete training-gates sessions (G1-G3, resources) over N runs x 6 keys x {args.steps} steps; medians "
-          f"of {args.repeat}; ours = session - MLflow reads (import mlflow + load the runs) - required writes "
-          "(tags + the verdict artifact per run); target: ours <= 1 s at N = 10, linear in N")
+          f"of {args.repeat} interleaved repeats; ours = session - MLflow reads (import mlflow + load the runs) - "
+          "required writes (tags + the verdict artifact per run), per repeat; target: ours <= 1 s at N = 10, "
+          "linear in N")
     print("pytest = pytest's own start-up and collection of the suite without the plugin (-p no:ftgate)")
     print(f"{'N':>4} {'session s':>10} {'reads s':>8} {'writes s':>9} {'ours s':>7} {'pytest s':>9} "
           f"{'ours-pytest s':>14} {'ours/run ms':>12}")
+    med = statistics.median
     for n in args.runs:
-        gate, reads, writes, bare = one_n(n, args.steps, args.repeat, env)
-        ours = gate - reads - writes
-        print(f"{n:>4} {gate:>10.2f} {reads:>8.2f} {writes:>9.2f} {ours:>7.2f} {bare:>9.2f} {ours - bare:>14.2f} "
-              f"{ours / n * 1000:>12.0f}")
+        t = one_n(n, args.steps, args.repeat, env)
+        # ours per repeat, against the reference measured beside it; the median of those
+        ours = med(s - r - w for s, r, w in zip(t["session"], t["reads"], t["writes"]))
+        bare = med(t["pytest"])
+        print(f"{n:>4} {med(t['session']):>10.2f} {med(t['reads']):>8.2f} {med(t['writes']):>9.2f} {ours:>7.2f} "
+              f"{bare:>9.2f} {ours - bare:>14.2f} {ours / n * 1000:>12.0f}")
     work = Path(tempfile.mkdtemp(prefix="ftgate-bench-help-"))
     helpcmd = [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"]
     with_plugin = [timed(helpcmd, work, env) for _ in range(5)]
     without = [timed(helpcmd + ["-p", "no:ftgate"], work, env) for _ in range(5)]
-    med = statistics.median
     print(f"pytest --help: {med(with_plugin) * 1000:.0f} ms with pytest-ftgate, {med(without) * 1000:.0f} ms "
           f"without (-p no:ftgate): the plugin adds {(med(with_plugin) - med(without)) * 1000:.0f} ms")
     imp = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pytest_ftgate.plugin"], env=env,

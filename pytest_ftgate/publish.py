@@ -169,8 +169,7 @@ class Publisher:
         if self.sess.options.promote:
             lines += self._promote(evs)
         out = self.sess.out
-        self._write(out / "report.json", json.dumps(report.session_json(evs, self.meta), indent=1,
-                                                     default=str, ensure_ascii=False))
+        self._write(out / "report.json", report.session_json_text(evs, self.meta))
         self._write(out / "summary.md", report.summary_md(evs, self.meta))
         partial = [ev.verdict.get("run_name") for ev in evs if not ev.verdict.get("complete")]
         if partial:

@@ -4,6 +4,7 @@ artifacts, write tags and artifacts. mlflow is imported lazily (``pytest --help`
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -94,6 +95,10 @@ class RunStore:
         self.artifact_root = artifact_root  # used when this store creates the experiment
         self.create = create  # whether a missing store may be created (training), else StoreError
         self._client = None
+        self._resolved: dict[str, Any] = {}  # run id -> the run ``resolve`` read, for ``load`` to use once
+        self._infos: dict[str, Any] = {}  # run id -> its RunInfo as last read (where its artifacts are)
+        self._artifact_repos: dict[str, Any] = {}  # run id -> its artifact repository
+        self._logged_models: dict[tuple[str, str], dict[str, str]] = {}  # (experiment, name) -> {run id: model id}
 
     @property
     def client(self) -> Any:
@@ -102,6 +107,7 @@ class RunStore:
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            _freeze_long_lived()
         return self._client
 
     # -- the store itself --------------------------------------------------------------------------
@@ -221,6 +227,8 @@ class RunStore:
                         raise
                 else:
                     self._check_membership(ref, run, exp_id)
+                    self._resolved[run.info.run_id] = run
+                    self._infos[run.info.run_id] = run.info
                     return run.info.run_id, run.info.run_name or ref[:8]
             return self._resolve_name(ref)
         except RunUnavailable:
@@ -264,12 +272,13 @@ class RunStore:
 
     # -- reading ---------------------------------------------------------------------------------
     def load(self, run_id: str) -> RunRecord:
-        """Read a finished run with the full history of every metric key."""
+        """Read a finished run with the full history of every metric key (the run as ``resolve`` read it moments
+        ago, when it did: read once per session, not once to find it and again to gate it)."""
         try:
-            run = self.client.get_run(run_id)
+            run = self._resolved.pop(run_id, None) or self.client.get_run(run_id)
         except Exception as exc:
             raise RunUnavailable(run_id, f"cannot be read from {self.tracking_uri}: {_first_line(exc)}") from None
-        info = run.info
+        info = self._infos[run_id] = run.info
         if getattr(info, "lifecycle_stage", "active") == "deleted":
             raise RunUnavailable(run_id, f"is deleted in {self.tracking_uri}: a deleted run is never gated; restore "
                                          f"it first (`mlflow runs restore --run-id {run_id}`) or gate another run")
@@ -294,11 +303,60 @@ class RunStore:
         return [(int(m.step), _restore_inf(float(m.value))) for m in sorted(points, key=lambda m: (m.step, m.timestamp))]
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        """Every artifact file path under ``path`` (recursively)."""
-        out = []
-        for item in self.client.list_artifacts(run_id, path):
-            out += self.list_artifacts(run_id, item.path) if item.is_dir else [item.path]
+        """Every artifact file path under ``path`` (recursively), as MLflow's ``runs:/<run id>/<path>`` lists them:
+        the run's own artifacts and, under a top-level name, those of the logged model of that name the run
+        produced (MLflow 3's ``log_model``). Through the run's artifact repository, found once per run (MLflow's
+        client caches it too), not through a ``runs:/`` URI, which reads the run twice per directory listed."""
+        repo = self._artifact_repo(run_id)
+        head, _, rest = (path or "").strip("/").partition("/")
+        if not head:  # the root: each top-level folder as runs:/<run id>/<folder> lists it
+            out = []
+            for item in repo.list_artifacts(None):
+                out += self.list_artifacts(run_id, item.path) if item.is_dir else [item.path]
+            return out
+        out = _walk(repo, path)
+        model_id = self._logged_model(run_id, self._info(run_id).experiment_id, head)
+        if model_id is not None:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            model_repo = get_artifact_repository(f"models:/{model_id}", tracking_uri=self.tracking_uri)
+            out += [f"{head}/{p}" for p in _walk(model_repo, rest or None)]
         return out
+
+    def _info(self, run_id: str) -> Any:
+        """The run's RunInfo as this store last read it (read now when it has not)."""
+        if run_id not in self._infos:
+            self._infos[run_id] = self.client.get_run(run_id).info
+        return self._infos[run_id]
+
+    def _artifact_repo(self, run_id: str) -> Any:
+        """The repository of the run's own artifacts (where its ``artifact_uri`` points), one per run."""
+        if run_id not in self._artifact_repos:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+            from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+
+            uri = add_databricks_profile_info_to_artifact_uri(self._info(run_id).artifact_uri, self.tracking_uri)
+            self._artifact_repos[run_id] = get_artifact_repository(uri, tracking_uri=self.tracking_uri)
+        return self._artifact_repos[run_id]
+
+    def _logged_model(self, run_id: str, experiment_id: str, name: str) -> str | None:
+        """The id of the first logged model named ``name`` that ``run_id`` produced (the one MLflow's ``runs:/``
+        URIs resolve ``<name>/...`` to), or None. The experiment's models of that name are searched once per
+        store, not once per run: a session's runs share one or two experiments."""
+        key = (experiment_id, name)
+        if key not in self._logged_models:
+            first: dict[str, str] = {}
+            token = None
+            while True:
+                page = self.client.search_logged_models(experiment_ids=[experiment_id],
+                                                        filter_string=f"name = '{name}'", page_token=token)
+                for model in page:
+                    first.setdefault(model.source_run_id, model.model_id)
+                token = page.token
+                if not token:
+                    break
+            self._logged_models[key] = first
+        return self._logged_models[key].get(run_id)
 
     def download(self, run_id: str, artifact_path: str, dst: str | Path) -> Path:
         """Download an artifact file or folder into ``dst``; returns the local path."""
@@ -311,11 +369,13 @@ class RunStore:
         """All tags in one request per 100 (MLflow's batch limit), not one request per tag."""
         from mlflow.entities import RunTag
 
+        self._resolved.pop(run_id, None)  # a later load reads the run with these tags
         items = [RunTag(key, str(value)[:5000]) for key, value in tags.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, tags=items[start:start + 100])
 
     def delete_tags(self, run_id: str, keys: list[str]) -> None:
+        self._resolved.pop(run_id, None)
         for key in keys:
             self.client.delete_tag(run_id, key)
 
@@ -343,6 +403,26 @@ def store_path(tracking_uri: str) -> Path | None:
     if "://" not in uri and not uri.startswith("databricks"):
         return Path(uri).expanduser().resolve()
     return None
+
+
+@functools.cache
+def _freeze_long_lived() -> None:
+    """Once per process, after MLflow is imported and its store opened: move every object alive now (MLflow's
+    modules and store, some 150,000 objects that live until the process exits) out of the cyclic garbage
+    collector's way (``gc.freeze``). Each full collection afterwards (those that loading metric histories
+    triggers, the two pytest makes at exit) would walk them all again: 0.1 s each with MLflow loaded. Objects
+    freed by reference counting are still freed; only a reference cycle among these would outlive its use."""
+    import gc
+
+    gc.freeze()
+
+
+def _walk(repo: Any, path: str | None) -> list[str]:
+    """Every file path under ``path`` of an MLflow artifact repository, recursively."""
+    out = []
+    for item in repo.list_artifacts(path):
+        out += _walk(repo, item.path) if item.is_dir else [item.path]
+    return out
 
 
 def _check_sqlite_store(path: Path, given: str, may_be_empty: bool) -> None:

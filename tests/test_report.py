@@ -140,6 +140,17 @@ def test_report_json_holds_the_whole_session():
     assert run["adapter_files"][0]["name"] == "adapter_model.safetensors"
 
 
+def test_report_json_text_is_the_session_document_with_each_history_on_one_line():
+    hostile = {"a": {"history": "ftgate-history-0", "x": [float("inf"), None]}}  # history-like text stays text
+    evs = [report.RunEvidence(verdict([gate("G4", details={**G4, **hostile})], name=n),
+                              record=record(params={"note": "ftgate-history-"}, name=n)) for n in ("a", "b")]
+    evs.append(report.RunEvidence(verdict([gate("G1")], name="no-record")))
+    meta = {"version": "0.1.0", "comparison": {"notes": ["x"]}}
+    text = report.session_json_text(evs, meta)
+    assert json.loads(text) == json.loads(json.dumps(report.session_json(evs, meta), default=str))
+    assert sum(1 for line in text.splitlines() if '"history": {"loss": [[' in line) == 2
+
+
 def test_pytest_html_rows_get_escaped_ids_gate_columns_and_a_warn_label():
     cells = ['<td class="col-result">Passed</td>', f'<td class="col-testId">t[{XSS}]</td>',
              '<td class="col-duration">1 ms</td>', '<td class="col-links"></td>']

@@ -247,6 +247,36 @@ def test_a_deleted_run_is_an_error_never_a_pass(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr and not list((tmp_path / "out" / "verdicts").glob("*.json"))
 
 
+def test_the_store_lists_a_runs_artifacts_as_mlflows_runs_uris_do(tmp_path, monkeypatch):
+    """RunStore lists through the run's artifact repository (not a runs:/ URI, which reads the run twice per
+    folder): the same files, those of a logged model named like the folder included (MLflow 3's log_model), those
+    of another run's model not."""
+    from pytest_ftgate.store import RunStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow's models:/ URIs resolve through the global store
+    run_id = make_run(uri, "listed", H.clean())
+    mlflow = client(uri)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "adapter_config.json").write_text("{}")
+    (src / "sub" / "w.bin").write_text("w")
+    mlflow.log_artifact(run_id, str(src / "adapter_config.json"), "audit")
+    mlflow.log_artifacts(run_id, str(src), "adapter/own")
+    exp = mlflow.get_run(run_id).info.experiment_id
+    for name, source in (("adapter", run_id), ("audit", "0" * 32)):
+        mlflow.log_model_artifacts(mlflow.create_logged_model(exp, name=name, source_run_id=source).model_id, str(src))
+
+    def by_mlflow(path=None):
+        items = mlflow.list_artifacts(run_id, path)
+        return [f for i in items for f in (by_mlflow(i.path) if i.is_dir else [i.path])]
+
+    store = RunStore(uri)
+    for path in (None, "audit", "adapter", "adapter/sub", "adapter/own", "nothing"):
+        assert sorted(store.list_artifacts(run_id, path)) == sorted(by_mlflow(path)), path
+    assert "adapter/adapter_config.json" in store.list_artifacts(run_id, "adapter")
+
+
 @pytest.mark.slow
 def test_a_signing_key_that_cannot_be_used_stops_the_session_before_any_gate(runs, tmp_path):
     uri, _, made = runs
