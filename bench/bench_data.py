@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_data.py [--size-mb 100 1024] [--keep DIR]
 
 Figures: rows/s and MB/s of parsing alone (JSON array and JSON Lines) and of the full scan (schema + PII + leakage +
-duplicates in one pass; a JSON Lines file of 32 MB or more is shared with a helper process), each in a fresh child
+duplicates in one pass; a file of 32 MB or more is shared with a helper process), each in a fresh child
 process with its peak RSS and CPU seconds (its helper's included: on a busy machine the wall time says less);
 SHA-256 speed of pytest-ftgate's ``sha256_file`` against coreutils ``sha256sum`` and ``openssl dgst -sha256`` on
 the same file (page cache warm).

@@ -6,10 +6,10 @@ Pure: no pytest, no MLflow. A file is never loaded whole: JSON Lines are read li
 incrementally (``json.JSONDecoder.raw_decode`` over 1 MiB chunks). Memory grows only with the test prompts and
 16 bytes per training row (duplicates: a 64-bit hash and the row), besides one batch of rows: the rows are checked
 BATCH at a time (``_check``, a pure function of the rows), which lets the texts of a batch be normalised in a few C
-calls and a large JSON Lines file be cut in two, the second half checked by a forked helper process; the parts are
-merged in row order, so the findings equal a serial scan's. Rows are numbered from 1: the line of a JSON Lines
-file, the element of a JSON array. Verdict texts name files, rows and kinds, never row contents (PII must not leak
-into a report).
+calls and a large file be shared with a forked helper process (``_Helper``: cut in two halves, or interleaved);
+the parts are merged in row order, so the findings equal a serial scan's. Rows are numbered from 1: the line of a
+JSON Lines file, the element of a JSON array. Verdict texts name files, rows and kinds, never row contents (PII must
+not leak into a report).
 Only what was trained is scanned: the first ``max_samples`` rows of each training/validation dataset, as
 LLaMA-Factory selects them (the audit record says how many).
 """
@@ -34,7 +34,7 @@ from typing import Any
 from . import pii
 from .errors import ConfigError, DataError
 from .fileio import resolve_path
-from .jsonstream import data_files, halves, iter_lines, iter_rows
+from .jsonstream import array_rest, array_window, data_files, halves, iter_lines, iter_rows
 from .rows import (  # noqa: F401 (re-exported)
     AUTO,
     COLUMN_KEYS,
@@ -307,9 +307,12 @@ _PROBE = b"pytest-ftgate hash probe"
 
 class _Helper:
     """A forked process that shares the check of a large file with this one, in one of two ways:
-    - halves (``start`` given: a JSON Lines file read whole, cut by ``jsonstream.halves``): the helper checks the
-      second half while this process checks the first; its parts, buffered here as they come, are merged after this
-      half's. Where it fails, dies or hashes differently, the rows it has not sent are checked here (``rest``).
+    - halves (``start`` given: a file read whole, cut by ``jsonstream.halves``): the helper checks the second half
+      while this process checks the first; its parts, buffered here as they come, are merged after this half's.
+      Where it fails, dies or hashes differently, the rows it has not sent are checked here (``rest``). A JSON
+      array's cut is a guess from its layout (``lines`` None): this process's parse of the first half checks it
+      (``jsonstream.array_window``), and where it was wrong reads on itself; the helper numbers its rows from the
+      cut, and ``rest`` adds the rows before it.
     - interleaved (``start`` None: a JSON array, which cannot be cut without parsing it, or a file of which only the
       first ``left`` rows are trained): both processes parse the whole stream, this one checks the even batches and
       the helper the odd ones (``odd_part``): parsing is the cheaper part of a scan. Where the helper fails, this
@@ -317,7 +320,7 @@ class _Helper:
     Each part is a pure result of its rows, so the merged scan equals a serial one: fork keeps the process's hash
     secret (a probe checks it) and the test prompts."""
 
-    def __init__(self, task: _Task, path: Path, start: int | None = None, lines: int = 0, left: int = -1):
+    def __init__(self, task: _Task, path: Path, start: int | None = None, lines: int | None = 0, left: int = -1):
         self.task, self.path, self.start, self.lines, self.left = task, path, start, lines, left
         self.parts: deque = deque()
         self.proc, self.conn = None, None
@@ -345,6 +348,8 @@ class _Helper:
         return self._receive() == ("probe", hash(_PROBE))
 
     def second_half(self) -> Iterator[tuple]:
+        if self.lines is None:  # a JSON array: rows numbered from the cut
+            return array_rest(self.path, self.start)
         return iter_lines(self.path, True, self.start, None, self.lines + 1)
 
     def main(self, conn: Any) -> None:
@@ -375,16 +380,19 @@ class _Helper:
     def rest(self, done: int, out: dict) -> Iterator[_Part]:
         """The parts of the second half in order: the helper's, then (where it stopped short) the rows after them,
         checked here; ``done`` rows came before the half."""
-        covered = 0
+        covered, shift = 0, done if self.lines is None else 0
         while True:
             message = self.parts.popleft() if self.parts else self._receive()
             if message is None or message[0] != "part":
                 break
             covered += message[1].rows
-            yield message[1]
+            yield _shifted(message[1], shift)
         if message == ("done",):
             return
-        rows = islice(self.second_half(), covered, None)
+        if self.lines is None:  # read again from the start: a syntax error is then told as a serial scan tells it
+            rows = islice(iter_rows(self.path, raw=True), done + covered, None)
+        else:
+            rows = islice(self.second_half(), covered, None)
         yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done + covered))
 
     def odd_part(self, batch: list[tuple]) -> _Part | None:
@@ -405,6 +413,19 @@ class _Helper:
             self.conn.close()
             self.proc.terminate()
             self.proc.join()
+            self.proc = None
+
+
+def _shifted(part: _Part, n: int) -> _Part:
+    """A part whose rows were numbered from a cut, numbered from the file's start (``n`` rows before the cut)."""
+    if not n:
+        return part
+    part.bad = [(row + n, why) for row, why in part.bad]
+    part.pii = {kind: [count, [row + n for row in rows]] for kind, (count, rows) in part.pii.items()}
+    part.tests = [(exact, norm, row + n) for exact, norm, row in part.tests]
+    part.leaks = [(hit, row + n, how) for hit, row, how in part.leaks]
+    part.dup_rows = array("Q", [row + n for row in part.dup_rows])
+    return part
 
 
 class _Scanner:
@@ -432,16 +453,20 @@ class _Scanner:
 
     def read(self, fr: FileResult, task: _Task, path: Path, left: int) -> int:
         """Check a file's rows batch by batch, the first ``left`` of them (-1: all); how many are left after it. A
-        large file is shared with a helper process (``_Helper``): a JSON Lines file read whole cut in two halves,
-        any other interleaved by batches."""
+        large file is shared with a helper process (``_Helper``): a file read whole cut in two halves where it can
+        be (JSON Lines; a JSON array with its rows on lines of their own), any other interleaved by batches."""
         out: dict = {}
         large = fr.bytes >= PARALLEL_MIN_BYTES
         cut = halves(path) if large and left < 0 else None
         helper = _Helper(task, path, *cut) if cut else _Helper(task, path, left=left) if large else None
         try:
             forked = helper is not None and helper.fork()
-            halved = forked and cut is not None
-            rows = iter_lines(path, True, 0, helper.lines) if halved else iter_rows(path, raw=True)
+            halved, state = forked and cut is not None, {"cut": True}
+            if halved:
+                rows = iter_lines(path, True, 0, helper.lines) if helper.lines is not None else \
+                    array_window(path, helper.start, state)
+            else:
+                rows = iter_rows(path, raw=True)
             for i, batch in enumerate(_batches(rows, path, left, out)):
                 part = helper.odd_part(batch) if forked and not halved and i % 2 else None
                 if part is None and forked and not halved and i % 2:
@@ -449,6 +474,11 @@ class _Scanner:
                 self.merge(fr, _check(task, batch) if part is None else part)
                 if halved:
                     helper.collect()
+            if halved and not state["cut"]:  # not where a row starts (or a broken first half): read on here
+                helper.close()
+                halved, rows = False, islice(iter_rows(path, raw=True), fr.rows, None)
+                for batch in _batches(rows, path, -1, out, fr.rows):
+                    self.merge(fr, _check(task, batch))
             for part in helper.rest(fr.rows, out) if halved and "error" not in out else ():
                 self.merge(fr, part)
         finally:

@@ -9,6 +9,7 @@ the element of a JSON array. No pytest.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from itertools import islice
@@ -50,12 +51,19 @@ def _first_byte(p: Path) -> bytes:
         return fb.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1]
 
 
-def halves(path: str | Path) -> tuple[int, int] | None:
-    """Where a JSON Lines file can be cut in two, for two readers (``iter_lines``): (the byte offset of the first
-    line that starts after the middle, the number of lines before it). None for a JSON array, a file of one JSON
-    object, or a file whose last line starts before the middle."""
+def halves(path: str | Path) -> tuple[int, int | None] | None:
+    """Where a file can be cut in two, for two readers:
+    - JSON Lines (``iter_lines``): (the byte offset of the first line that starts after the middle, the number of
+      lines before it);
+    - a JSON array (``array_window`` before the cut, ``array_rest`` after it): (the byte offset of a line after the
+      middle that seems to start an element, None). A guess from the layout (``_array_cut``): the reader of the
+      first part checks it, where the parse of the array's first part must end on it.
+    None where there is no such place: a file of one JSON object, an array with no element on a line of its own (a
+    JSON array written on one line), a file whose last line starts before the middle."""
     p, first = Path(path), _first_byte(Path(path))
-    if first == b"[" or (first == b"{" and _one_object(p)):
+    if first == b"[":
+        return _array_cut(p)
+    if first == b"{" and _one_object(p):
         return None
     with open(p, "rb") as f:
         f.seek(p.stat().st_size // 2)
@@ -67,6 +75,75 @@ def halves(path: str | Path) -> tuple[int, int] | None:
         while f.tell() + CHUNK <= start:
             lines += f.read(CHUNK).count(b"\n")
         return start, lines + f.read(start - f.tell()).count(b"\n")
+
+
+def _array_cut(p: Path) -> tuple[int, None] | None:
+    """A line after the middle of an indented JSON array that starts as its first element does (the same
+    indentation, then ``{`` or ``[``) and follows a line ending in ``,``. A raw newline is never inside a JSON
+    string, so that comma is between two values; whether between two rows or deeper, the first part's reader
+    decides."""
+    with open(p, "rb") as f:
+        head = f.read(CHUNK).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[1:]  # after the "["
+        first = re.match(rb"[ \t\r]*\n([ \t]*)([\[{])", head)
+        if not first:
+            return None
+        indent, opener = first[1], first[2]
+        f.seek(p.stat().st_size // 2)
+        f.readline()
+        previous = b""
+        for _ in range(100_000):  # a line that starts a row is near
+            start, line = f.tell(), f.readline()
+            if not line:
+                return None
+            body = line[len(indent):]
+            if line.startswith(indent) and body[:1] == opener and previous.rstrip().endswith(b","):
+                return start, None
+            if line.strip():
+                previous = line
+    return None
+
+
+def array_window(path: str | Path, stop: int, state: dict) -> Iterator[tuple]:
+    """``iter_rows(path, raw=True)`` of a JSON array's rows before the byte offset ``stop`` (``halves``).
+    ``state["cut"]`` says afterwards whether ``stop`` is where a row starts: True when the bytes before it parse as
+    the array's first rows and a comma; False otherwise (a cut inside a row, or a syntax error: a reader of the whole
+    file then says which), and no more rows are given."""
+    state["cut"] = False
+    try:
+        yield from _json_array(Path(path), True, stop=stop)
+    except DataError:
+        return
+    state["cut"] = True
+
+
+def array_rest(path: str | Path, start: int) -> Iterator[tuple]:
+    """``iter_rows(path, raw=True)`` of a JSON array's rows from the byte offset ``start`` (where a row starts, as
+    ``array_window`` found), numbered from 1. A DataError's row and character are counted from ``start``."""
+    return _json_array(Path(path), True, start=start)
+
+
+class _Window(io.RawIOBase):
+    """The bytes [start, stop) of a file."""
+
+    def __init__(self, path: Path, start: int, stop: int | None):
+        self.f, self.left = open(path, "rb"), None if stop is None else stop - start
+        self.f.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        view = memoryview(b)
+        if self.left is not None:
+            view = view[:self.left]
+        n = self.f.readinto(view)
+        if self.left is not None:
+            self.left -= n
+        return n
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
 
 
 def iter_lines(path: str | Path, raw: bool = False, start: int = 0, count: int | None = None,
@@ -118,21 +195,30 @@ def _one_object(p: Path) -> bool:
 _WS = re.compile(r"[ \t\r\n]*")
 
 
-def _json_array(p: Path, raw: bool = False) -> Iterator[tuple]:
+def _json_array(p: Path, raw: bool = False, start: int = 0, stop: int | None = None) -> Iterator[tuple]:
+    """The rows of a JSON array; of its bytes [start, stop) only where ``start`` is where a row starts (no "[" then)
+    or ``stop`` is (the bytes end after a comma then, else DataError)."""
     decode, ws = json.JSONDecoder().raw_decode, _WS.match
-    with open(p, encoding="utf-8-sig", newline="") as f:
+    window = start or stop is not None
+    opened = io.TextIOWrapper(io.BufferedReader(_Window(p, start, stop), CHUNK), encoding="utf-8-sig" if not start
+                              else "utf-8", newline="") if window else open(p, encoding="utf-8-sig", newline="")
+    with opened as f:
         buf, eof, base, row, expect_value = "", False, 0, 0, True
         while not buf and not eof:  # skip leading whitespace, however long
             more = f.read(CHUNK)
             eof, buf = not more, more.lstrip(" \t\r\n")
-        if not buf.startswith("["):
+        if not start and not buf.startswith("["):
             raise DataError(f"{p}: not a JSON array or JSON Lines file (it starts with {buf[:20]!r})")
-        pos = 1
+        pos = 0 if start else 1
         while True:
             pos = ws(buf, pos).end()
             refill = pos >= len(buf)
+            if refill and eof and stop is not None and expect_value and row:
+                return  # the window ends after a comma: ``stop`` is where a row starts
             if not refill and not expect_value:
                 if buf[pos] == "]":
+                    if stop is not None:
+                        raise DataError(f"{p}: the array ends before the cut")
                     return
                 if buf[pos] != ",":
                     raise DataError(f"{p}: not valid JSON after row {row} (character {base + pos}): expected ',' "

@@ -318,11 +318,21 @@ class PidHash:
         return os.getpid()  # another hash in a forked helper
 
 
-@pytest.mark.parametrize("layout", ["JSON Lines", "JSON array", "first 2500 lines"])
+ARRAYS = ["JSON array", "JSON array on one line", "JSON array cut inside a row", "JSON array broken late"]
+
+
+@pytest.mark.parametrize("layout", ["JSON Lines", "first 2500 lines", *ARRAYS])
 @pytest.mark.parametrize("helper", ["works", "dies after one part", "hashes differently"])
 def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path, monkeypatch, helper, layout):
-    if layout == "JSON array":
-        path = write(tmp_path / "train.json", mixed_rows(3000) + [alpaca(7)])
+    if layout in ARRAYS:
+        path = tmp_path / "train.json"
+        rows = mixed_rows(3000) + [alpaca(7)]
+        path.write_text(json.dumps(rows, separators=(",", ":")) if layout.endswith("one line") else
+                        json.dumps(rows, indent=1))
+        if layout.endswith("broken late"):
+            text = path.read_text()
+            at = text.index('"instruction"', len(text) * 3 // 4)
+            path.write_text(text[:at] + "{" + text[at:])
     else:
         path = write(tmp_path / "train.jsonl", mixed_rows(3000), jsonl=True)
         with open(path, "a") as f:
@@ -335,6 +345,10 @@ def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path,
     serial = scan_dict(data.scan(dfs))
     monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(data, "BATCH", 100)
+    if layout == "JSON array cut inside a row":  # a wrong guess: the first half's parse must find it out
+        text = path.read_bytes()
+        inside = text.index(b'\n  "input"', len(text) // 2) + 1
+        monkeypatch.setattr(data, "halves", lambda p: (inside, None) if str(p) == str(path) else jsonstream.halves(p))
     if helper == "dies after one part":
         parent, check, calls = os.getpid(), data._check, []
 
@@ -352,8 +366,12 @@ def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path,
     assert set(forked) == {helper != "hashes differently"}  # the test file and the training file
     train = serial["files"][1]
     assert train["pii"] and serial["duplicate_rows"]
-    assert train["bad_rows"] == {"JSON Lines": 32, "JSON array": 31, "first 2500 lines": 26}[layout]
     assert sorted(how for _, _, how in serial["leaks"].values()) == ["exact", "normalised"]
+    if layout.endswith("broken late"):
+        assert "not valid JSON at row" in train["error"] and 2000 < train["rows"] < 3000
+    else:
+        assert not train["error"]
+        assert train["bad_rows"] == {"JSON Lines": 32, "first 2500 lines": 26}.get(layout, 31)
 
 
 def test_a_json_lines_file_is_cut_at_a_line_start_after_its_middle(tmp_path):
@@ -364,4 +382,19 @@ def test_a_json_lines_file_is_cut_at_a_line_start_after_its_middle(tmp_path):
     first = list(jsonstream.iter_lines(path, True, 0, lines))
     second = list(jsonstream.iter_lines(path, True, start, None, lines + 1))
     assert first + second == list(jsonstream.iter_rows(path, raw=True))
-    assert jsonstream.halves(write(tmp_path / "a.json", [alpaca(1)] * 50)) is None
+
+
+def test_an_indented_json_array_is_cut_where_a_row_starts_and_a_one_line_array_is_not(tmp_path):
+    rows = [sharegpt(i) for i in range(50)]
+    path = write(tmp_path / "a.json", rows)
+    start, lines = jsonstream.halves(path)
+    text = path.read_bytes()
+    assert lines is None and text[start:].lstrip().startswith(b"{") and start >= len(text) // 2
+    state = {}
+    first = list(jsonstream.array_window(path, start, state))
+    assert state["cut"] and [value for _, value, _, _ in first] == rows[:len(first)]
+    assert [value for _, value, _, _ in jsonstream.array_rest(path, start)] == rows[len(first):]
+    inside = text.index(b'"value"', start)  # a guess inside a row: the first half's parse says so
+    assert list(jsonstream.array_window(path, inside, state)) and not state["cut"]
+    path.write_text(json.dumps(rows))
+    assert jsonstream.halves(path) is None
