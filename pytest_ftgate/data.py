@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 import time
 import unicodedata
+import warnings
 from array import array
 from collections import deque
 from collections.abc import Iterator
@@ -303,6 +303,7 @@ def _batches(rows: Iterator[tuple], path: Path, left: int, out: dict, done: int 
 
 PARALLEL_MIN_BYTES = 32 << 20  # a file this large is shared with a helper process (``_Helper``)
 _PROBE = b"pytest-ftgate hash probe"
+HELPER_SILENCE_S = 60.0  # a helper that sends nothing for this long is taken for stuck: its rows are checked here
 
 
 class _Helper:
@@ -326,11 +327,11 @@ class _Helper:
         self.proc, self.conn = None, None
 
     def fork(self) -> bool:
-        """Start the helper where forking is safe and worth it: Linux, two CPUs, no other thread running (a lock
-        held by another thread would stay locked in the child) but tqdm's monitor (lm-eval's progress bars start
-        it; it holds only tqdm's own locks, which the helper never takes)."""
-        others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name != "tqdm_monitor"]
-        if sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2 or others:
+        """Start the helper where it is worth it: Linux (fork), two CPUs. The process may run other threads (MLflow's
+        artifact pools, tqdm's monitor): the child has only this one, and needs no lock of theirs (it parses, hashes
+        and writes to its pipe; CPython renews its own locks at fork). Should it ever block all the same, its
+        silence ends it (``_receive``): this process checks the rows it did not send."""
+        if sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2:
             return False
         import multiprocessing
 
@@ -340,8 +341,11 @@ class _Helper:
         self.conn, child_conn = ctx.Pipe(duplex=False)
         try:
             self.proc = ctx.Process(target=self.main, args=(child_conn,), daemon=True)
-            self.proc.start()
+            with warnings.catch_warnings():  # Python 3.12+: "This process is multi-threaded, use of fork() ..."
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.proc.start()
         except (OSError, AssertionError):  # no fork left, or a daemon process (which may not have children)
+            self.proc = None
             return False
         finally:
             child_conn.close()
@@ -403,8 +407,9 @@ class _Helper:
         return message[1]
 
     def _receive(self) -> tuple | None:
+        """The helper's next message; None where it has ended, or sent nothing for HELPER_SILENCE_S (stuck)."""
         try:
-            return self.conn.recv()
+            return self.conn.recv() if self.conn.poll(HELPER_SILENCE_S) else None
         except (EOFError, OSError):
             return None
 
@@ -412,7 +417,10 @@ class _Helper:
         if self.proc is not None:
             self.conn.close()
             self.proc.terminate()
-            self.proc.join()
+            self.proc.join(5)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join()
             self.proc = None
 
 

@@ -3,6 +3,7 @@ dataset_info.json, streaming, leakage, duplicates. PII detectors: tests/test_dat
 
 import json
 import os
+import threading
 import tracemalloc
 
 import pytest
@@ -322,7 +323,7 @@ ARRAYS = ["JSON array", "JSON array on one line", "JSON array cut inside a row",
 
 
 @pytest.mark.parametrize("layout", ["JSON Lines", "first 2500 lines", *ARRAYS])
-@pytest.mark.parametrize("helper", ["works", "dies after one part", "hashes differently"])
+@pytest.mark.parametrize("helper", ["works", "dies after one part", "hangs after one part", "hashes differently"])
 def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path, monkeypatch, helper, layout):
     if layout in ARRAYS:
         path = tmp_path / "train.json"
@@ -349,20 +350,29 @@ def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path,
         text = path.read_bytes()
         inside = text.index(b'\n  "input"', len(text) // 2) + 1
         monkeypatch.setattr(data, "halves", lambda p: (inside, None) if str(p) == str(path) else jsonstream.halves(p))
-    if helper == "dies after one part":
+    if helper in ("dies after one part", "hangs after one part"):
         parent, check, calls = os.getpid(), data._check, []
+        monkeypatch.setattr(data, "HELPER_SILENCE_S", 0.5)
 
-        def check_then_die(task, batch):
+        def check_then_fail(task, batch):
             if os.getpid() != parent and calls:
+                if helper.startswith("hangs"):
+                    threading.Event().wait()
                 raise RuntimeError("the helper dies")
             calls.append(1)
             return check(task, batch)
-        monkeypatch.setattr(data, "_check", check_then_die)
+        monkeypatch.setattr(data, "_check", check_then_fail)
     if helper == "hashes differently":
         monkeypatch.setattr(data, "_PROBE", PidHash())
     forked, fork = [], data._Helper.fork
     monkeypatch.setattr(data._Helper, "fork", lambda self: forked.append(fork(self)) or forked[-1])
-    assert scan_dict(data.scan(dfs)) == serial
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, daemon=True)  # as MLflow's artifact pools are, in a session
+    other.start()
+    try:
+        assert scan_dict(data.scan(dfs)) == serial
+    finally:
+        idle.set()
     assert set(forked) == {helper != "hashes differently"}  # the test file and the training file
     train = serial["files"][1]
     assert train["pii"] and serial["duplicate_rows"]
