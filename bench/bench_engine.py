@@ -4,10 +4,12 @@ prompts and greedy settings (side by side, one run), and the speed-up of a predi
 
 The hf engine and lm-eval's hf backend run in turn at the same batch size (``--reps`` times, the least CPU and
 wall seconds count; CPU seconds are steadier on a shared machine), with the engine's ``merge_lora: never`` beside
-them: the ratio and "answers equal: n/n". Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
+them: the ratio and "answers equal: n/n", at each of ``--threads`` (default: one thread, and torch's default,
+the thread count a gate runs with), and whether the engine's answers are the same at all of them. Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
 each with a LoRA adapter (the trained demo adapter when .ftgate/train/demo holds one, else random non-zero LoRA).
 On a GPU the hf engine also runs in bfloat16. Usage:
     .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32] [--engines hf,single,lm-eval,vllm] [--reps 2]
+                                           [--threads 1,default]
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,9 +111,15 @@ def lm_eval_generate(base: Path, adapter: Path, prompts: list[Prompt], tokens: i
     return lambda: lm.generate_until(reqs, disable_tqdm=True)
 
 
-def versus_lm_eval(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int, reps: int = 2) -> dict:
+def versus_lm_eval(base: Path, adapter: Path, prompts: list[Prompt], tokens: int, batch: int, reps: int = 2,
+                   threads: int | None = None) -> dict:
     """The hf engine (merged LoRA, the default), the same with ``merge_lora: never`` and lm-eval's hf backend on the
-    same prompts and batch size, run in turn ``reps`` times: the least CPU and wall seconds of each, and answers."""
+    same prompts, batch size and torch thread count, run in turn ``reps`` times: the least CPU and wall seconds of
+    each, and answers."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     params = GenParams(max_new_tokens=tokens)
     runs = {}
     for merge in ("auto", "never"):
@@ -128,8 +135,9 @@ def versus_lm_eval(base: Path, adapter: Path, prompts: list[Prompt], tokens: int
     return best
 
 
-def print_versus(best: dict, n: int, batch: int) -> None:
+def print_versus(best: dict, n: int, batch: int, threads: int) -> None:
     ours_, never, theirs = best["auto"], best["never"], best["lm-eval"]
+    print(f"  -- {threads} thread{'s' if threads > 1 else ''}")
     for label, r in ((f"hf engine, merged LoRA, batch {batch}", ours_), ("hf engine, merge_lora: never", never),
                      (f"lm-eval hf backend, batch {batch}", theirs)):
         print(f"  {label:34s} CPU {r['cpu']:6.2f} s  wall {r['wall']:6.2f} s  ({n / r['wall']:.1f} predictions/s)")
@@ -175,9 +183,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--engines", default="hf,single,lm-eval,vllm",
                     help="which to run, comma-separated (single: the hf engine one prompt at a time)")
     ap.add_argument("--reps", type=int, default=2, help="hf engine vs lm-eval: runs in turn, the least time counts")
+    ap.add_argument("--threads", default="1,default",
+                    help="torch thread counts of the hf engine vs lm-eval runs, comma-separated (default: torch's own)")
     args = ap.parse_args(argv)
     engines = set(args.engines.split(","))
     import torch
+
+    default_threads = torch.get_num_threads()
+    thread_counts = list(dict.fromkeys(default_threads if t == "default" else int(t) for t in args.threads.split(",")))
 
     rows = demo.demo_rows()["test"]
     prompts = [Prompt((("user", f"{r['instruction']}\n{r['input']}"),), raw=True)
@@ -198,7 +211,16 @@ def main(argv: list[str]) -> None:
                       f"CPU {CPU['ours-1-auto']:.2f} s)  "
                       f"batched speed-up x{t_1 / t_b:.1f}; identical answers: {identical}/{args.n}")
             if "lm-eval" in engines:
-                print_versus(versus_lm_eval(base, adapter, prompts, args.tokens, 16, args.reps), args.n, 16)
+                answers = []
+                for threads in thread_counts:
+                    best = versus_lm_eval(base, adapter, prompts, args.tokens, 16, args.reps, threads)
+                    print_versus(best, args.n, 16, threads)
+                    answers.append(best["auto"]["out"])
+                torch.set_num_threads(default_threads)
+                if len(answers) > 1:
+                    same = sum(len(set(a)) == 1 for a in zip(*answers))
+                    print(f"  hf engine answers the same at {', '.join(map(str, thread_counts))} threads: "
+                          f"{same}/{args.n}")
             if "vllm" in engines:
                 served, t_v, started = vllm_server(base, adapter, prompts, args.tokens, work)
                 same = sum(a == b for a, b in zip(batched, served))

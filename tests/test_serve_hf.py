@@ -202,32 +202,68 @@ def test_a_kv_cache_longer_than_planned_grows_and_keeps_its_values():
     assert layer.get_seq_length() == 6
 
 
-def test_column_major_weights_answer_like_the_row_major_model_and_survive_a_merge(base, adapters, monkeypatch):
+def test_w_times_x_linears_answer_like_stock_linears_and_survive_a_merge(base, adapters, monkeypatch):
     from pytest_ftgate.serve import hf
 
+    monkeypatch.setattr(hf, "_WX_MIN", 1)  # the demo model's layers are narrower than the default's
     fast = create_engine("hf", base, engine_cfg(merge_lora="auto"))
     fast.start()
-    monkeypatch.setattr(hf, "_column_major_wanted", lambda device, dtype: False)
+    monkeypatch.setattr(hf, "_wx_wanted", lambda device, dtype: False)
     plain = create_engine("hf", base, engine_cfg(merge_lora="auto"))
     for engine in (fast, plain):
         engine.add_adapter("a", adapters["a"])
     assert fast.generate(PROMPTS, None, PARAMS) == plain.generate(PROMPTS, None, PARAMS)
     assert fast.generate(PROMPTS, "a", PARAMS) == plain.generate(PROMPTS, "a", PARAMS)
-    q = fast.model.base_model.model.model.layers[0].self_attn.q_proj.get_base_layer().weight
-    assert fast._merged is not None and q.stride() == (1, q.shape[0])  # merged in place of the transposed layout
-    assert fast.cache_identity(None)["weights"] == "column-major"
+    q = fast.model.base_model.model.model.layers[0].self_attn.q_proj  # merged: the wrapper is out of the tree
+    assert fast._merged is not None and type(q).__name__ == "Linear" and "forward" in vars(q)
+    assert "forward" not in vars(plain.model.base_model.model.model.layers[0].self_attn.q_proj)
+    assert fast.cache_identity(None)["gemm"] == "w-xt"
 
 
-def test_a_tied_weight_stays_shared_when_the_others_are_laid_out_column_major():
+def test_a_w_times_x_linear_gives_f_linears_values_with_and_without_bias():
     import torch
 
     from pytest_ftgate.serve import hf
 
-    emb = torch.nn.Embedding(8, 4)
-    head, other = torch.nn.Linear(4, 8, bias=False), torch.nn.Linear(4, 4)
-    head.weight = emb.weight
-    model = torch.nn.ModuleDict({"emb": emb, "head": head, "other": other})
-    before = other.weight.detach().clone()
-    assert hf._column_major(model) == 1
-    assert head.weight is emb.weight and emb.weight.is_contiguous()
-    assert other.weight.stride() == (1, 4) and torch.equal(other.weight, before)
+    torch.manual_seed(0)
+    assert hf._wx_linears(torch.nn.Sequential(torch.nn.Linear(512, 16), torch.nn.Linear(16, 512))) == 0  # LoRA A, B
+    for bias in (False, True):
+        layer = torch.nn.Linear(256, 300, bias=bias)
+        x = torch.randn(3, 5, 256)
+        want = layer(x)
+        assert hf._wx_linears(torch.nn.Sequential(layer)) == 1
+        got = layer(x)
+        assert got.shape == want.shape and got.is_contiguous() and torch.allclose(got, want, atol=1e-6)
+        assert hf._wx_linears(torch.nn.Sequential(layer)) == 0  # set once
+
+
+def test_a_w_times_x_linears_sums_are_the_same_on_one_thread_and_on_two():
+    import torch
+
+    from pytest_ftgate.serve import hf
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(512, 1376, bias=False)
+    hf._wx_linears(torch.nn.Sequential(layer))
+    threads = torch.get_num_threads()
+    try:
+        for rows in (1, 5, 16, 192):
+            x = torch.randn(rows, 512)
+            torch.set_num_threads(1)
+            one = layer(x)
+            torch.set_num_threads(2)
+            assert torch.equal(layer(x), one), rows
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_unmerging_puts_the_lora_wrappers_back_in_the_module_tree(base, adapters):
+    from peft.tuners.lora.layer import LoraLayer
+
+    engine = create_engine("hf", base, engine_cfg(merge_lora="auto"))
+    engine.add_adapter("a", adapters["a"])
+    wrappers = sum(isinstance(m, LoraLayer) for m in engine.model.modules())
+    engine.generate(PROMPTS[:1], "a", PARAMS)
+    assert engine._merged is not None and not any(isinstance(m, LoraLayer) for m in engine.model.modules())
+    engine.generate(PROMPTS[:1], None, PARAMS)
+    assert engine._merged is None and sum(isinstance(m, LoraLayer) for m in engine.model.modules()) == wrappers

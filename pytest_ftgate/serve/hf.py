@@ -5,16 +5,20 @@ The base model answers through ``PeftModel.disable_adapter()`` and an adapter th
 so base and adapters share the loaded weights. float32 on CPU (greedy outputs are then identical across batch
 sizes), bfloat16 on CUDA when ``engine.dtype`` is ``auto``.
 
-Each batch's KV cache is preallocated for prompt + new tokens (no per-step concatenation), and on CPU every
-Linear weight is stored transposed, the layout MKL multiplies fastest (``_column_major``).
+Each batch's KV cache is preallocated for prompt + new tokens (no per-step concatenation). On CPU in float32 every
+``nn.Linear`` with 256 or more inputs and outputs multiplies as one ``W·xᵀ`` product on its row-major weight
+(``_wx_linear``) instead of ``F.linear``'s ``x·Wᵀ``: MKL then splits the weight's rows between threads, not the
+batch's 16, which made the ~23M model's answers 1.2x faster on 2 threads and left one thread within noise
+(bench/bench_engine.py), and its sums (measured here) round the same whatever the thread count, which
+``F.linear``'s do not.
 
 While an adapter answers, its LoRA deltas are merged into the base weights (``engine.merge_lora: auto``, the
-default; ``never`` turns it off), so generation runs plain Linear layers instead of base + A·B per layer (~1.2x
-fewer CPU seconds on a ~23M model). Merging is peft's safe merge (new weight tensors) and unmerging puts the
-original tensors back, so the base model and other adapters answer bit for bit as before. Only vanilla LoRA on
-plain float32 ``nn.Linear`` layers whose weights no other module shares is merged (not DoRA, bfloat16,
-quantized or tied weights); anything else answers unmerged. Merged sums round differently: the prediction cache
-key of an adapter's answers says ``merge_lora``.
+default; ``never`` turns it off) and peft's LoRA wrappers are taken out of the module tree, so generation runs
+plain Linear layers instead of base + A·B per layer (~1.2x fewer CPU seconds on a ~23M model). Merging is peft's
+safe merge (new weight tensors) and unmerging puts the wrappers and the original tensors back, so the base model
+and other adapters answer bit for bit as before. Only vanilla LoRA on plain float32 ``nn.Linear`` layers whose
+weights no other module shares is merged (not DoRA, bfloat16, quantized or tied weights); anything else answers
+unmerged. Merged sums round differently: the prediction cache key of an adapter's answers says ``merge_lora``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import types
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -40,9 +45,10 @@ class HFEngine(Engine):
         self.tokenizer = None
         self.device = "cpu"
         self.dtype = None
-        self._merged: tuple[str, list] | None = None  # (adapter, [(parameter, its original tensor), ...])
+        # (adapter, [(parameter, its original tensor), ...], [(parent module, attribute, LoRA wrapper), ...])
+        self._merged: tuple[str, list, list] | None = None
         self._merge_policy = _merge_policy(cfg)
-        self._column_major = False  # Linear weights stored transposed (decided when the base loads)
+        self._wx = False  # Linear layers multiply as W·xᵀ (decided when the base loads)
 
     # -- loading -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -70,9 +76,9 @@ class HFEngine(Engine):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self.tokenizer, self.model = tok, model.to(self.device).eval()
-        self._column_major = _column_major_wanted(self.device, self.dtype)
-        if self._column_major:
-            _column_major(self.model)
+        self._wx = _wx_wanted(self.device, self.dtype)
+        if self._wx:
+            _wx_linears(self.model)
 
     def add_adapter(self, name: str, path: str | Path) -> None:
         from peft import PeftModel
@@ -96,6 +102,8 @@ class HFEngine(Engine):
                 raise EngineError(f"hf engine: cannot attach adapter {path!r} to {self.base_model!r}: "
                                   f"{type(exc).__name__}: {str(exc)[:500]}") from None
             self.model.to(self.device).eval()
+            if self._wx:  # the adapter's own Linear layers (LoRA A and B, modules_to_save copies)
+                _wx_linears(self.model)
             self.adapters[name] = path
 
     def close(self) -> None:
@@ -110,7 +118,7 @@ class HFEngine(Engine):
         device = self.device if self.model else _device()
         identity = {"kind": self.kind, "dtype": str(self.cfg.dtype), "device": device}
         if device == "cpu" and str(self.cfg.dtype) in ("auto", "", "float32", "fp32"):
-            identity["weights"] = "column-major"  # another BLAS path: the sums may round differently
+            identity["gemm"] = "w-xt"  # another BLAS path: the sums may round differently
         if model is not None and self._merge_policy != "never":
             identity["merge_lora"] = self._merge_policy  # merged sums may round to another greedy token
         return identity
@@ -185,7 +193,8 @@ class HFEngine(Engine):
         return layers or None
 
     def _merge(self, name: str) -> None:
-        """Add adapter ``name``'s deltas into new weight tensors, keeping the originals to put back."""
+        """Add adapter ``name``'s deltas into new weight tensors, keeping the originals to put back, and put each
+        merged layer's base Linear in its wrapper's place (peft's wrapper would only forward to it)."""
         layers = self._mergeable(name)
         if not layers:
             return
@@ -193,25 +202,26 @@ class HFEngine(Engine):
         for module in layers:
             base = module.get_base_layer()
             saved += [(p, p.data) for p in (base.weight, base.bias) if p is not None]
-        self._merged = (name, saved)
+        self._merged = (name, saved, [])
         try:
             for module in layers:
                 module.merge(safe_merge=True, adapter_names=[name])
         except ValueError:  # non-finite merged weights: answer unmerged, as peft would compute them
             self._unmerge()
             return
-        if self._column_major:  # peft's sum comes back row-major
-            for module in layers:
-                _transpose_storage(module.get_base_layer())
+        self._merged = (name, saved, _unwrapped(self.model, layers))
 
     def _unmerge(self) -> None:
-        """Put the original base tensors back (bit for bit; peft's unmerge would subtract and round)."""
+        """Put the LoRA wrappers and the original base tensors back (bit for bit; peft's unmerge would subtract
+        and round)."""
         from peft.tuners.lora.layer import LoraLayer
 
         if self._merged is None:
             return
-        _, saved = self._merged
+        _, saved, swapped = self._merged
         self._merged = None
+        for parent, attr, wrapper in swapped:
+            setattr(parent, attr, wrapper)
         for module in self.model.modules():
             if isinstance(module, LoraLayer):
                 module.merged_adapters.clear()
@@ -316,33 +326,51 @@ def _uses(model) -> dict[int, int]:
     return uses
 
 
-def _column_major_wanted(device: str, dtype) -> bool:
+def _unwrapped(model, layers) -> list:
+    """Put each LoRA wrapper's base layer in its place in ``model``: [(parent, attribute, wrapper), ...] to undo."""
+    wanted = {id(layer) for layer in layers}
+    swapped = [(parent, attr, child) for parent in model.modules() for attr, child in parent.named_children()
+               if id(child) in wanted]
+    for parent, attr, wrapper in swapped:
+        setattr(parent, attr, wrapper.get_base_layer())
+    return swapped
+
+
+def _wx_wanted(device: str, dtype) -> bool:
     import torch
 
     return device == "cpu" and dtype == torch.float32
 
 
-def _column_major(model) -> int:
-    """Store every ``nn.Linear`` weight transposed (the same values, strides (1, in)): ``F.linear`` then hands MKL a
-    contiguous right-hand matrix, ~5 % fewer CPU seconds on a ~23M model at batch 16 (bench/bench_engine.py).
-    A merged adapter's sums are laid out so too (``_merge``). A weight another module shares
-    (tied embeddings) is left as it is, so it stays shared. Returns how many were re-laid."""
+_WX_MIN = 256  # narrower Linear layers (LoRA's A and B, tiny models) multiply faster as F.linear does
+
+
+def _wx_linears(model) -> int:
+    """Have every plain float32 ``nn.Linear`` of ``model`` with at least ``_WX_MIN`` inputs and outputs multiply as
+    ``W·xᵀ`` (``_wx_linear``); returns how many were set (layers already set, narrower ones, subclasses and other
+    dtypes are left as they are)."""
     import torch
 
-    uses = _uses(model)
     n = 0
     for module in model.modules():
-        if type(module) is torch.nn.Linear and uses.get(module.weight.data_ptr(), 0) == 1:
-            n += _transpose_storage(module)
+        if type(module) is torch.nn.Linear and "forward" not in vars(module) \
+                and min(module.in_features, module.out_features) >= _WX_MIN \
+                and module.weight.dtype == torch.float32 and module.weight.dim() == 2:
+            module.forward = types.MethodType(_wx_linear, module)
+            n += 1
     return n
 
 
-def _transpose_storage(linear) -> int:
-    """Lay a Linear's (row-major) weight out transposed, values unchanged; 1 when it was re-laid."""
-    if not linear.weight.is_contiguous() or linear.weight.dim() != 2:
-        return 0
-    linear.weight.data = linear.weight.data.t().contiguous().t()
-    return 1
+def _wx_linear(self, x):
+    """``nn.Linear.forward`` as ``(W·xᵀ)ᵀ``: the same values as ``F.linear``'s ``x·Wᵀ`` up to rounding. MKL then
+    splits W's rows (thousands) between threads rather than x's (a batch of 16 while decoding): 11-12 ms against
+    13-14 ms per decoding step of a ~23M model at batch 16 on 2 threads, within 5 % on one
+    (bench/bench_engine.py), and no sum here was seen to change with the thread count."""
+    import torch
+
+    flat = x.reshape(-1, x.shape[-1]).t()
+    out = torch.mm(self.weight, flat) if self.bias is None else torch.addmm(self.bias[:, None], self.weight, flat)
+    return out.t().contiguous().view(*x.shape[:-1], out.shape[0])
 
 
 def _merge_policy(cfg) -> str:
