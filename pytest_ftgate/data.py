@@ -307,23 +307,14 @@ HELPER_SILENCE_S = 60.0  # a helper that sends nothing for this long is taken fo
 
 
 class _Helper:
-    """A forked process that shares the check of a large file with this one, in one of two ways:
-    - halves (``start`` given: a file read whole, cut by ``jsonstream.halves``): the helper checks the second half
-      while this process checks the first; its parts, buffered here as they come, are merged after this half's.
-      Where it fails, dies or hashes differently, the rows it has not sent are checked here (``rest``). A JSON
-      array's cut is a guess from its layout (``lines`` None): this process's parse of the first half checks it
-      (``jsonstream.array_window``), and where it was wrong reads on itself; the helper numbers its rows from the
-      cut, and ``rest`` adds the rows before it.
-    - interleaved (``start`` None: a JSON array, which cannot be cut without parsing it, or a file of which only the
-      first ``left`` rows are trained): both processes parse the whole stream, this one checks the even batches and
-      the helper the odd ones (``odd_part``): parsing is the cheaper part of a scan. Where the helper fails, this
-      process checks the odd batches too.
-    Each part is a pure result of its rows, so the merged scan equals a serial one: fork keeps the process's hash
-    secret (a probe checks it) and the test prompts."""
+    """A forked process that shares the check of a large file with this one: ``_Halves`` (each process checks one
+    half) or ``_Interleaved`` (each checks every other batch). ``parts`` yields the file's checked batches in order,
+    the helper's among them. Each part is a pure result of its rows, so the merged scan equals a serial one: fork
+    keeps the process's hash secret (a probe checks it) and the test prompts."""
 
-    def __init__(self, task: _Task, path: Path, start: int | None = None, lines: int | None = 0, left: int = -1):
-        self.task, self.path, self.start, self.lines, self.left = task, path, start, lines, left
-        self.parts: deque = deque()
+    def __init__(self, task: _Task, path: Path):
+        self.task, self.path = task, path
+        self.parts_in: deque = deque()
         self.proc, self.conn = None, None
 
     def fork(self) -> bool:
@@ -351,24 +342,14 @@ class _Helper:
             child_conn.close()
         return self._receive() == ("probe", hash(_PROBE))
 
-    def second_half(self) -> Iterator[tuple]:
-        if self.lines is None:  # a JSON array: rows numbered from the cut
-            return array_rest(self.path, self.start)
-        return iter_lines(self.path, True, self.start, None, self.lines + 1)
-
     def main(self, conn: Any) -> None:
-        """The helper process: the probe, each part of the second half, then "done" if it was read to its end. Any
+        """The helper process: the probe, its parts (``work``), then "done" if it read the file to its end. Any
         failure ends it: what it has not sent is checked by the parent (which meets the same error)."""
         try:
             conn.send(("probe", hash(_PROBE)))
             out: dict = {}
-            if self.start is None:
-                for i, batch in enumerate(_batches(iter_rows(self.path, raw=True), self.path, self.left, out)):
-                    if i % 2:
-                        conn.send(("part", _check(self.task, batch)))
-            else:
-                for batch in _batches(self.second_half(), self.path, -1, out):
-                    conn.send(("part", _check(self.task, batch)))
+            for part in self.work(out):
+                conn.send(("part", part))
             if "error" not in out:
                 conn.send(("done",))
         except Exception:  # noqa: S110 (the parent checks what was not sent itself, and meets the same error)
@@ -376,35 +357,13 @@ class _Helper:
         finally:
             conn.close()
 
-    def collect(self) -> None:
-        """Buffer the parts that have come, so that the helper never waits on a full pipe."""
-        while not (self.parts and self.parts[-1] in (None, ("done",))) and self.conn.poll():
-            self.parts.append(self._receive())  # None: the helper has ended (poll holds at the end of the pipe)
+    def work(self, out: dict) -> Iterator[_Part]:
+        """In the helper: the parts it checks and sends."""
+        raise NotImplementedError
 
-    def rest(self, done: int, out: dict) -> Iterator[_Part]:
-        """The parts of the second half in order: the helper's, then (where it stopped short) the rows after them,
-        checked here; ``done`` rows came before the half."""
-        covered, shift = 0, done if self.lines is None else 0
-        while True:
-            message = self.parts.popleft() if self.parts else self._receive()
-            if message is None or message[0] != "part":
-                break
-            covered += message[1].rows
-            yield _shifted(message[1], shift)
-        if message == ("done",):
-            return
-        if self.lines is None:  # read again from the start: a syntax error is then told as a serial scan tells it
-            rows = islice(iter_rows(self.path, raw=True), done + covered, None)
-        else:
-            rows = islice(self.second_half(), covered, None)
-        yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done + covered))
-
-    def odd_part(self, batch: list[tuple]) -> _Part | None:
-        """Interleaved: the helper's part of this odd batch, None where the helper has ended or sent another."""
-        message = self._receive()
-        if message is None or message[0] != "part" or message[1].rows != len(batch):
-            return None
-        return message[1]
+    def parts(self, out: dict) -> Iterator[_Part]:
+        """In this process, once forked: every part of the file in order."""
+        raise NotImplementedError
 
     def _receive(self) -> tuple | None:
         """The helper's next message; None where it has ended, or sent nothing for HELPER_SILENCE_S (stuck)."""
@@ -422,6 +381,97 @@ class _Helper:
                 self.proc.kill()
                 self.proc.join()
             self.proc = None
+
+
+class _Halves(_Helper):
+    """A file read whole, cut by ``jsonstream.halves``: the helper checks the second half while this process checks
+    the first; its parts, buffered here as they come, follow this half's. Where it fails, dies or hashes
+    differently, the rows it has not sent are checked here. A JSON array's cut (``lines`` None) is a guess from its
+    layout: this process's parse of the first half checks it (``jsonstream.array_window``), and where it was wrong
+    reads on itself; the helper numbers its rows from the cut, and they are renumbered here."""
+
+    def __init__(self, task: _Task, path: Path, start: int, lines: int | None):
+        super().__init__(task, path)
+        self.start, self.lines = start, lines
+
+    def second_half(self) -> Iterator[tuple]:
+        if self.lines is None:  # a JSON array: rows numbered from the cut
+            return array_rest(self.path, self.start)
+        return iter_lines(self.path, True, self.start, None, self.lines + 1)
+
+    def work(self, out: dict) -> Iterator[_Part]:
+        return map(partial(_check, self.task), _batches(self.second_half(), self.path, -1, out))
+
+    def parts(self, out: dict) -> Iterator[_Part]:
+        state, done = {"cut": True}, 0
+        rows = iter_lines(self.path, True, 0, self.lines) if self.lines is not None else \
+            array_window(self.path, self.start, state)
+        for batch in _batches(rows, self.path, -1, out):
+            part = _check(self.task, batch)
+            done += part.rows
+            yield part
+            self.collect()
+        if not state["cut"]:  # not where a row starts (or a broken first half): read on here
+            self.close()
+            rows = islice(iter_rows(self.path, raw=True), done, None)
+            yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done))
+        elif "error" not in out:
+            yield from self.rest(done, out)
+
+    def collect(self) -> None:
+        """Buffer the parts that have come, so that the helper never waits on a full pipe."""
+        while not (self.parts_in and self.parts_in[-1] in (None, ("done",))) and self.conn.poll():
+            self.parts_in.append(self._receive())  # None: the helper has ended (poll holds at the end of the pipe)
+
+    def rest(self, done: int, out: dict) -> Iterator[_Part]:
+        """The parts of the second half in order: the helper's, then (where it stopped short) the rows after them,
+        checked here; ``done`` rows came before the half."""
+        covered, shift = 0, done if self.lines is None else 0
+        while True:
+            message = self.parts_in.popleft() if self.parts_in else self._receive()
+            if message is None or message[0] != "part":
+                break
+            covered += message[1].rows
+            yield _shifted(message[1], shift)
+        if message == ("done",):
+            return
+        if self.lines is None:  # read again from the start: a syntax error is then told as a serial scan tells it
+            rows = islice(iter_rows(self.path, raw=True), done + covered, None)
+        else:
+            rows = islice(self.second_half(), covered, None)
+        yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done + covered))
+
+
+class _Interleaved(_Helper):
+    """A JSON array that cannot be cut without parsing it, or a file of which only the first ``left`` rows are
+    trained: both processes parse the whole stream, this one checks the even batches and the helper the odd ones
+    (parsing is the cheaper part of a scan). Where the helper fails, this process checks the odd batches too."""
+
+    def __init__(self, task: _Task, path: Path, left: int):
+        super().__init__(task, path)
+        self.left = left
+
+    def work(self, out: dict) -> Iterator[_Part]:
+        batches = _batches(iter_rows(self.path, raw=True), self.path, self.left, out)
+        return (_check(self.task, batch) for i, batch in enumerate(batches) if i % 2)
+
+    def parts(self, out: dict) -> Iterator[_Part]:
+        helped = True
+        for i, batch in enumerate(_batches(iter_rows(self.path, raw=True), self.path, self.left, out)):
+            part = self.odd_part(batch) if helped and i % 2 else None
+            helped = helped and (part is not None or not i % 2)  # once the helper has ended, all batches are here
+            yield _check(self.task, batch) if part is None else part
+
+    def odd_part(self, batch: list[tuple]) -> _Part | None:
+        """The helper's part of this odd batch, None where the helper has ended or sent another."""
+        message = self._receive()
+        if message is None or message[0] != "part" or message[1].rows != len(batch):
+            return None
+        return message[1]
+
+
+def _serial(task: _Task, path: Path, left: int, out: dict) -> Iterator[_Part]:
+    return map(partial(_check, task), _batches(iter_rows(path, raw=True), path, left, out))
 
 
 def _shifted(part: _Part, n: int) -> _Part:
@@ -461,33 +511,17 @@ class _Scanner:
 
     def read(self, fr: FileResult, task: _Task, path: Path, left: int) -> int:
         """Check a file's rows batch by batch, the first ``left`` of them (-1: all); how many are left after it. A
-        large file is shared with a helper process (``_Helper``): a file read whole cut in two halves where it can
-        be (JSON Lines; a JSON array with its rows on lines of their own), any other interleaved by batches."""
+        large file is shared with a helper process: a file read whole cut in two halves where it can be (JSON Lines;
+        a JSON array with its rows on lines of their own, ``_Halves``), any other interleaved by batches
+        (``_Interleaved``)."""
         out: dict = {}
-        large = fr.bytes >= PARALLEL_MIN_BYTES
-        cut = halves(path) if large and left < 0 else None
-        helper = _Helper(task, path, *cut) if cut else _Helper(task, path, left=left) if large else None
+        helper = None
+        if fr.bytes >= PARALLEL_MIN_BYTES:
+            cut = halves(path) if left < 0 else None
+            helper = _Halves(task, path, *cut) if cut else _Interleaved(task, path, left)
         try:
-            forked = helper is not None and helper.fork()
-            halved, state = forked and cut is not None, {"cut": True}
-            if halved:
-                rows = iter_lines(path, True, 0, helper.lines) if helper.lines is not None else \
-                    array_window(path, helper.start, state)
-            else:
-                rows = iter_rows(path, raw=True)
-            for i, batch in enumerate(_batches(rows, path, left, out)):
-                part = helper.odd_part(batch) if forked and not halved and i % 2 else None
-                if part is None and forked and not halved and i % 2:
-                    forked = False  # the helper has ended: this process checks the rest
-                self.merge(fr, _check(task, batch) if part is None else part)
-                if halved:
-                    helper.collect()
-            if halved and not state["cut"]:  # not where a row starts (or a broken first half): read on here
-                helper.close()
-                halved, rows = False, islice(iter_rows(path, raw=True), fr.rows, None)
-                for batch in _batches(rows, path, -1, out, fr.rows):
-                    self.merge(fr, _check(task, batch))
-            for part in helper.rest(fr.rows, out) if halved and "error" not in out else ():
+            parts = helper.parts(out) if helper is not None and helper.fork() else _serial(task, path, left, out)
+            for part in parts:
                 self.merge(fr, part)
         finally:
             if helper:
