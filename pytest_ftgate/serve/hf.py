@@ -363,9 +363,10 @@ def _wx_linears(model) -> int:
 
 def _wx_linear(self, x):
     """``nn.Linear.forward`` as ``(W·xᵀ)ᵀ``: the same values as ``F.linear``'s ``x·Wᵀ`` up to rounding. MKL then
-    splits W's rows (thousands) between threads rather than x's (a batch of 16 while decoding): 11-12 ms against
-    13-14 ms per decoding step of a ~23M model at batch 16 on 2 threads, within 5 % on one
-    (bench/bench_engine.py), and no sum here was seen to change with the thread count."""
+    splits W's rows (thousands) between threads rather than x's (a batch of 16 while decoding). The products of one
+    decoding step of a ~23M model at batch 16 took 11-12 ms against F.linear's 13-14 ms on 2 threads, 20 ms against
+    19-20 ms on one; whole answers, 1.16x faster on 2 threads and the same on one (bench/bench_engine.py). No sum
+    here was seen to change with the thread count (F.linear's did, at 5-7 and 9-11 rows)."""
     import torch
 
     flat = x.reshape(-1, x.shape[-1]).t()
