@@ -5,8 +5,9 @@ prompts and greedy settings (side by side, one run), and the speed-up of a predi
 The hf engine and lm-eval's hf backend run in turn at the same batch size (``--reps`` times, the least CPU and
 wall seconds count; CPU seconds are steadier on a shared machine), with the engine's ``merge_lora: never`` beside
 them: the ratio and "answers equal: n/n", at each of ``--threads`` (default: one thread, and torch's default,
-the thread count a gate runs with), and whether the engine's answers are the same at all of them. Prints figures; asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M),
-each with a LoRA adapter (the trained demo adapter when .ftgate/train/demo holds one, else random non-zero LoRA).
+the thread count a gate runs with), and whether the engine's answers are the same at all of them. Prints figures;
+asserts nothing. Models: the tiny demo base (~0.1M parameters) and a mid-size random Llama (~23M), each with a LoRA
+adapter (the trained demo adapter when .ftgate/train/demo holds one, else random non-zero LoRA).
 On a GPU the hf engine also runs in bfloat16. Usage:
     .venv/bin/python bench/bench_engine.py [--n 64] [--tokens 32] [--engines hf,single,lm-eval,vllm] [--reps 2]
                                            [--threads 1,default]

@@ -301,6 +301,12 @@ def _batches(rows: Iterator[tuple], path: Path, left: int, out: dict, done: int 
     yield batch
 
 
+def _checked(task: _Task, path: Path, rows: Iterator[tuple], out: dict, left: int = -1, done: int = 0
+             ) -> Iterator[_Part]:
+    """The parts of ``rows`` (``iter_rows`` items of ``path``, ``done`` rows after the file's start), batch by batch."""
+    return map(partial(_check, task), _batches(rows, path, left, out, done))
+
+
 PARALLEL_MIN_BYTES = 32 << 20  # a file this large is shared with a helper process (``_Helper``)
 _PROBE = b"pytest-ftgate hash probe"
 HELPER_SILENCE_S = 60.0  # a helper that sends nothing for this long is taken for stuck: its rows are checked here
@@ -400,7 +406,7 @@ class _Halves(_Helper):
         return iter_lines(self.path, True, self.start, None, self.lines + 1)
 
     def work(self, out: dict) -> Iterator[_Part]:
-        return map(partial(_check, self.task), _batches(self.second_half(), self.path, -1, out))
+        return _checked(self.task, self.path, self.second_half(), out)
 
     def parts(self, out: dict) -> Iterator[_Part]:
         state, done = {"cut": True}, 0
@@ -413,8 +419,8 @@ class _Halves(_Helper):
             self.collect()
         if not state["cut"]:  # not where a row starts (or a broken first half): read on here
             self.close()
-            rows = islice(iter_rows(self.path, raw=True), done, None)
-            yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done))
+            yield from _checked(self.task, self.path, islice(iter_rows(self.path, raw=True), done, None), out,
+                                done=done)
         elif "error" not in out:
             yield from self.rest(done, out)
 
@@ -439,7 +445,7 @@ class _Halves(_Helper):
             rows = islice(iter_rows(self.path, raw=True), done + covered, None)
         else:
             rows = islice(self.second_half(), covered, None)
-        yield from map(partial(_check, self.task), _batches(rows, self.path, -1, out, done + covered))
+        yield from _checked(self.task, self.path, rows, out, done=done + covered)
 
 
 class _Interleaved(_Helper):
@@ -470,8 +476,6 @@ class _Interleaved(_Helper):
         return message[1]
 
 
-def _serial(task: _Task, path: Path, left: int, out: dict) -> Iterator[_Part]:
-    return map(partial(_check, task), _batches(iter_rows(path, raw=True), path, left, out))
 
 
 def _shifted(part: _Part, n: int) -> _Part:
@@ -520,7 +524,8 @@ class _Scanner:
             cut = halves(path) if left < 0 else None
             helper = _Halves(task, path, *cut) if cut else _Interleaved(task, path, left)
         try:
-            parts = helper.parts(out) if helper is not None and helper.fork() else _serial(task, path, left, out)
+            parts = helper.parts(out) if helper is not None and helper.fork() else \
+                _checked(task, path, iter_rows(path, raw=True), out, left)
             for part in parts:
                 self.merge(fr, part)
         finally:

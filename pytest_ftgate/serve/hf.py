@@ -48,7 +48,6 @@ class HFEngine(Engine):
         # (adapter, [(parameter, its original tensor), ...], [(parent module, attribute, LoRA wrapper), ...])
         self._merged: tuple[str, list, list] | None = None
         self._merge_policy = _merge_policy(cfg)
-        self._wx = False  # Linear layers multiply as W·xᵀ (decided when the base loads)
 
     # -- loading -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,8 +75,7 @@ class HFEngine(Engine):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self.tokenizer, self.model = tok, model.to(self.device).eval()
-        self._wx = _wx_wanted(self.device, self.dtype)
-        if self._wx:
+        if _wx_wanted(self.device, self.dtype):
             _wx_linears(self.model)
 
     def add_adapter(self, name: str, path: str | Path) -> None:
@@ -102,7 +100,7 @@ class HFEngine(Engine):
                 raise EngineError(f"hf engine: cannot attach adapter {path!r} to {self.base_model!r}: "
                                   f"{type(exc).__name__}: {str(exc)[:500]}") from None
             self.model.to(self.device).eval()
-            if self._wx:  # the adapter's own Linear layers (LoRA A and B, modules_to_save copies)
+            if _wx_wanted(self.device, self.dtype):  # the adapter's own Linear layers (modules_to_save copies)
                 _wx_linears(self.model)
             self.adapters[name] = path
 
@@ -367,10 +365,8 @@ def _wx_linear(self, x):
     decoding step of a ~23M model at batch 16 took 11-12 ms against F.linear's 13-14 ms on 2 threads, 20 ms against
     19-20 ms on one; whole answers, 1.16x faster on 2 threads and the same on one (bench/bench_engine.py). No sum
     here was seen to change with the thread count (F.linear's did, at 5-7 and 9-11 rows)."""
-    import torch
-
-    flat = x.reshape(-1, x.shape[-1]).t()
-    out = torch.mm(self.weight, flat) if self.bias is None else torch.addmm(self.bias[:, None], self.weight, flat)
+    flat = x.reshape(-1, x.shape[-1]).t()  # tensor methods: no import on this hot path
+    out = self.weight.mm(flat) if self.bias is None else self.bias[:, None].addmm(self.weight, flat)
     return out.t().contiguous().view(*x.shape[:-1], out.shape[0])
 
 
