@@ -1,12 +1,14 @@
 """Benchmark of the data checks and of hashing on a generated alpaca file (default 1 GB); prints, asserts nothing.
 
-    .venv/bin/python bench/bench_data.py [--size-mb 100 1024] [--keep DIR]
+    .venv/bin/python bench/bench_data.py [--size-mb 100 1024] [--keep DIR] [--repeat 3]
 
 Figures: rows/s and MB/s of parsing alone (JSON array and JSON Lines) and of the full scan (schema + PII + leakage +
 duplicates in one pass; a file of 32 MB or more is shared with a helper process), each in a fresh child
 process with its peak RSS and CPU seconds (its helper's included: on a busy machine the wall time says less);
 SHA-256 speed of pytest-ftgate's ``sha256_file`` against coreutils ``sha256sum`` and ``openssl dgst -sha256`` on
 the same file (page cache warm).
+Parse and scan run ``--repeat`` times in turn (default 3); the least wall time of each counts (a busy machine
+only ever adds time), the peak RSS is the largest of the runs.
 The file is generated into a temporary directory and deleted afterwards (unless --keep).
 """
 
@@ -113,11 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, nargs="+", default=[100, 1024], help="file sizes (default 100 1024)")
     ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep the files")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved; the least time counts (3)")
     args = ap.parse_args(argv)
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="ftgate-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}")
+        print(f"each figure: the least of {args.repeat} runs, parse and scan interleaved (peak RSS: the largest)")
         test = tmp / "test.json"
         test.write_text(json.dumps([{"instruction": "Summarise the text in one sentence.", "input": "a repeated row",
                                      "output": "x"}, {"instruction": "unseen", "input": "", "output": "y"}]))
@@ -127,9 +131,13 @@ def main(argv: list[str] | None = None) -> None:
             n = generate(path, size, jsonl)
             mb = path.stat().st_size / 1e6
             print(f"\n{path.name}: {n:,} rows, {mb:.0f} MB (generated in {time.perf_counter() - t:.0f} s)")
-            rates = {}
+            rates, runs = {}, {"parse": [], "scan": []}
+            for _ in range(args.repeat):  # interleaved: a busy moment slows one of each, not one side
+                for mode in runs:
+                    runs[mode].append(child(mode, path, test))
             for mode in ("parse", "scan"):
-                r = child(mode, path, test)
+                r = min(runs[mode], key=lambda x: x["seconds"])
+                r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs[mode])
                 rates[mode] = mb / r["seconds"]
                 what = "parse only" if mode == "parse" else "full scan (schema+PII+leakage+duplicates)"
                 print(f"  {what:<44} {r['seconds']:6.1f} s  {r['rows'] / r['seconds']:9,.0f} rows/s  "

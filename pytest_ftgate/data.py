@@ -3,8 +3,9 @@ declares (the row model is ``rows.py``: alpaca, sharegpt, openai), PII (detector
 leakage and duplicated training rows. It owns the scan, not the rules of a row (those are ``rows.py``'s).
 
 Pure: no pytest, no MLflow. A file is never loaded whole: JSON Lines are read line by line, a JSON array is parsed
-incrementally (``json.JSONDecoder.raw_decode`` over 1 MiB chunks). Memory grows only with the test prompts and
-16 bytes per training row (duplicates: a 64-bit hash and the row), besides one batch of rows: the rows are checked
+incrementally (``json.JSONDecoder.raw_decode`` over 1 MiB chunks). Memory grows only with the test prompts, besides
+one batch of rows and the duplicate index's 16 bytes (a 64-bit hash and where the row is) for at most SPILL_ROWS
+training rows (``_Duplicates``: beyond, it spills to temporary files, sorted by hash). The rows are checked
 BATCH at a time (``_check``, a pure function of the rows), which lets the texts of a batch be normalised in a few C
 calls and a large file be shared with a forked helper process (``_Helper``: cut in two halves, or interleaved);
 the parts are merged in row order, so the findings equal a serial scan's. Rows are numbered from 1: the line of a
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import unicodedata
 import warnings
@@ -394,11 +397,14 @@ class _Halves(_Helper):
     the first; its parts, buffered here as they come, follow this half's. Where it fails, dies or hashes
     differently, the rows it has not sent are checked here. A JSON array's cut (``lines`` None) is a guess from its
     layout: this process's parse of the first half checks it (``jsonstream.array_window``), and where it was wrong
-    reads on itself; the helper numbers its rows from the cut, and they are renumbered here."""
+    reads on itself; the helper numbers its rows from the cut, and they are renumbered here. The duplicate hashes of
+    the helper's parts go to the scan's duplicate index (``dups``, under their own ``tag``) as they come, so that
+    the parts buffered here hold no per-row data."""
 
-    def __init__(self, task: _Task, path: Path, start: int, lines: int | None):
+    def __init__(self, task: _Task, path: Path, start: int, lines: int | None, dups: _Duplicates, tag: int):
         super().__init__(task, path)
         self.start, self.lines = start, lines
+        self.dups, self.tag = dups, tag
 
     def second_half(self) -> Iterator[tuple]:
         if self.lines is None:  # a JSON array: rows numbered from the cut
@@ -419,6 +425,7 @@ class _Halves(_Helper):
             self.collect()
         if not state["cut"]:  # not where a row starts (or a broken first half): read on here
             self.close()
+            self.dups.drop(self.tag)
             yield from _checked(self.task, self.path, islice(iter_rows(self.path, raw=True), done, None), out,
                                 done=done)
         elif "error" not in out:
@@ -427,12 +434,18 @@ class _Halves(_Helper):
     def collect(self) -> None:
         """Buffer the parts that have come, so that the helper never waits on a full pipe."""
         while not (self.parts_in and self.parts_in[-1] in (None, ("done",))) and self.conn.poll():
-            self.parts_in.append(self._receive())  # None: the helper has ended (poll holds at the end of the pipe)
+            message = self._receive()  # None: the helper has ended (poll holds at the end of the pipe)
+            if message is not None and message[0] == "part":
+                part = message[1]
+                self.dups.add(self.tag, part.dup_hash, part.dup_rows)
+                part.dup_hash, part.dup_rows = array("q"), array("Q")
+            self.parts_in.append(message)
 
     def rest(self, done: int, out: dict) -> Iterator[_Part]:
         """The parts of the second half in order: the helper's, then (where it stopped short) the rows after them,
         checked here; ``done`` rows came before the half."""
         covered, shift = 0, done if self.lines is None else 0
+        self.dups.shift(self.tag, shift)
         while True:
             message = self.parts_in.popleft() if self.parts_in else self._receive()
             if message is None or message[0] != "part":
@@ -490,13 +503,132 @@ def _shifted(part: _Part, n: int) -> _Part:
     return part
 
 
+SPILL_ROWS = 1 << 18  # training rows the duplicate index holds in memory (4 MB); beyond, it spills to a file
+_ROW_BITS = 40  # where = tag << 40 | row
+
+
+class _Duplicates:
+    """The duplicate index of a scan's valid training rows: per row, the 64-bit hash of its folded (system, prompt,
+    answer) and where it is, ``tag << 40 | row``; a tag names a file (its place in the scan, its path) and the rows
+    before the part it numbers (a helper's half of a JSON array counts from the cut: ``shift``). At most
+    SPILL_ROWS rows are held in memory: beyond, they are written sorted by hash to a temporary file, and ``result``
+    reads the files back one range of hashes at a time, so memory stays flat whatever the size of the data. The
+    result does not depend on how the rows came (in memory or spilled, serial or from a helper, in any order)."""
+
+    RANGES = 1 << 12  # a spilled file is indexed by the rows at which each of 4096 ranges of hashes starts
+
+    def __init__(self):
+        self.hashes, self.where = array("q"), array("Q")
+        self.tags: list[list] = []  # per tag: [the file's place in the scan, its path, rows before the part]
+        self.dropped: set[int] = set()
+        self.runs: list[tuple[str, int, Any]] = []  # spilled: (path, rows, where each range of hashes starts)
+        self.dir: str | None = None
+        self.owner = os.getpid()  # a forked helper holds a copy: only this process removes the files
+
+    def tag(self, file_no: int, path: str) -> int:
+        self.tags.append([file_no, path, 0])
+        return len(self.tags) - 1
+
+    def shift(self, tag: int, rows: int) -> None:
+        self.tags[tag][2] = rows
+
+    def drop(self, tag: int) -> None:
+        """Forget the rows of ``tag`` (a helper's parts that this process checks again itself)."""
+        self.dropped.add(tag)
+
+    def add(self, tag: int, hashes: array, rows: array) -> None:
+        if not rows:
+            return
+        import numpy as np
+
+        self.hashes.extend(hashes)
+        self.where.frombytes((np.frombuffer(rows, np.uint64) | np.uint64(tag << _ROW_BITS)).tobytes())
+        if len(self.hashes) >= SPILL_ROWS:
+            self._spill()
+
+    def _spill(self) -> None:
+        import numpy as np
+
+        h = np.frombuffer(self.hashes, np.uint64)  # the hashes as unsigned: a range of hashes is a top-bits prefix
+        order = np.argsort(h, kind="stable")
+        h, w = h[order], np.frombuffer(self.where, np.uint64)[order]
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="ftgate-duplicates-")
+        path = os.path.join(self.dir, f"{len(self.runs)}.bin")
+        with open(path, "wb") as f:
+            h.tofile(f)
+            w.tofile(f)
+        starts = np.searchsorted(h, np.arange(self.RANGES, dtype=np.uint64) << np.uint64(64 - 12))
+        self.runs.append((path, len(h), np.append(starts, len(h))))
+        self.hashes, self.where = array("q"), array("Q")
+
+    def result(self, listed: int) -> tuple[int, int, list]:
+        """(training rows, rows that repeat an earlier row, the first ``listed`` of those in scan order as
+        ((file, row), (file, row) of its first copy))."""
+        import numpy as np
+
+        if not self.runs:
+            groups = [(np.frombuffer(self.hashes, np.uint64), np.frombuffer(self.where, np.uint64))]
+        else:
+            if self.hashes:
+                self._spill()
+            total = sum(n for _, n, _ in self.runs)
+            count = 1
+            while count < self.RANGES and total / count > SPILL_ROWS // 2:
+                count *= 2
+            groups = (self._read(j * (self.RANGES // count), (j + 1) * (self.RANGES // count)) for j in range(count))
+        tags = np.array([t[0] for t in self.tags] or [0], np.uint64) << np.uint64(_ROW_BITS)
+        shifts = np.array([t[2] for t in self.tags] or [0], np.uint64)
+        rows = repeats = 0
+        found: list[tuple[int, int]] = []
+        for h, w in groups:
+            tag = (w >> np.uint64(_ROW_BITS)).astype(np.intp)
+            if self.dropped:
+                keep = ~np.isin(tag, list(self.dropped))
+                h, w, tag = h[keep], w[keep], tag[keep]
+            rows += len(h)
+            key = tags[tag] | ((w & np.uint64((1 << _ROW_BITS) - 1)) + shifts[tag])  # (file, row) in scan order
+            order = np.lexsort((key, h))
+            h, key = h[order], key[order]
+            later = h[1:] == h[:-1]
+            repeat = np.flatnonzero(later) + 1
+            repeats += len(repeat)
+            if len(repeat):
+                group_start = np.maximum.accumulate(np.where(np.r_[True, ~later], np.arange(len(h)), 0))
+                copies, firsts = key[repeat], key[group_start[repeat]]
+                pick = np.argsort(copies, kind="stable")[:listed]
+                found = sorted(found + list(zip(copies[pick].tolist(), firsts[pick].tolist())))[:listed]
+        paths = {t[0]: t[1] for t in self.tags}
+        mask = (1 << _ROW_BITS) - 1
+        return rows, repeats, [((paths[c >> _ROW_BITS], c & mask), (paths[f >> _ROW_BITS], f & mask))
+                               for c, f in found]
+
+    def _read(self, first: int, end: int) -> tuple[Any, Any]:
+        """The spilled rows whose hashes lie in ranges ``first`` to ``end`` (exclusive), from every file."""
+        import numpy as np
+
+        hs, ws = [], []
+        for path, n, starts in self.runs:
+            lo, hi = int(starts[first]), int(starts[end])
+            if hi > lo:
+                hs.append(np.fromfile(path, np.uint64, hi - lo, offset=lo * 8))
+                ws.append(np.fromfile(path, np.uint64, hi - lo, offset=(n + lo) * 8))
+        empty = np.zeros(0, np.uint64)
+        return (np.concatenate(hs), np.concatenate(ws)) if hs else (empty, empty)
+
+    def close(self) -> None:
+        if self.dir is not None and os.getpid() == self.owner:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
 class _Scanner:
     def __init__(self, pii_kinds: tuple[str, ...], max_listed: int):
         self.kinds, self.scan = tuple(pii_kinds), DataScan(max_listed=max_listed)
         self.test_exact: dict[int, tuple[str, int]] = {}
         self.test_norm: dict[int, tuple[str, int]] = {}
-        self.dup_hash, self.dup_where = array("q"), array("Q")
-        self.names: list[str] = []
+        self.dups = _Duplicates()
+        self.tag = 0  # the duplicate index's tag of the file being read
 
     def file(self, df: DataFile) -> None:
         left = df.max_rows or -1  # LLaMA-Factory trains the first max_samples rows of a dataset (its files joined)
@@ -520,9 +652,12 @@ class _Scanner:
         (``_Interleaved``)."""
         out: dict = {}
         helper = None
+        file_no = len(self.scan.files) - 1
+        self.tag = self.dups.tag(file_no, str(path))
         if fr.bytes >= PARALLEL_MIN_BYTES:
             cut = halves(path) if left < 0 else None
-            helper = _Halves(task, path, *cut) if cut else _Interleaved(task, path, left)
+            helper = _Halves(task, path, *cut, self.dups, self.dups.tag(file_no, str(path))) if cut else \
+                _Interleaved(task, path, left)
         try:
             parts = helper.parts(out) if helper is not None and helper.fork() else \
                 _checked(task, path, iter_rows(path, raw=True), out, left)
@@ -550,32 +685,12 @@ class _Scanner:
             self.test_norm.setdefault(norm, (fr.path, row))
         for hit, row, how in part.leaks:
             self.scan.leaks.setdefault(hit, (fr.path, row, how))
-        if part.dup_rows:
-            if not self.names or self.names[-1] != fr.path:
-                self.names.append(fr.path)
-            tag = (len(self.names) - 1) << 40
-            self.dup_hash.extend(part.dup_hash)
-            self.dup_where.extend(array("Q", [tag | row for row in part.dup_rows]))
-            self.scan.train_rows += len(part.dup_rows)
+        self.dups.add(self.tag, part.dup_hash, part.dup_rows)
 
     def duplicates(self) -> None:
-        import numpy as np
-
-        hashes = np.frombuffer(self.dup_hash, dtype=np.int64)
-        if not len(hashes):
-            return
-        order = np.argsort(hashes, kind="stable")
-        sorted_h = hashes[order]
-        repeat = np.flatnonzero(sorted_h[1:] == sorted_h[:-1]) + 1  # positions of later copies
-        self.scan.duplicate_rows = int(len(repeat))
-        where = np.frombuffer(self.dup_where, dtype=np.uint64)
-        for i in repeat[: self.scan.max_listed]:
-            first = int(np.searchsorted(sorted_h, sorted_h[i]))
-            self.scan.duplicate_examples.append((self._loc(int(where[order[i]])), self._loc(int(where[order[first]]))))
-        self.dup_hash, self.dup_where = array("q"), array("Q")
-
-    def _loc(self, packed: int) -> tuple[str, int]:
-        return self.names[packed >> 40], packed & ((1 << 40) - 1)
+        """The training rows counted, and which repeat an earlier row (the first ``max_listed`` in scan order)."""
+        scan = self.scan
+        scan.train_rows, scan.duplicate_rows, scan.duplicate_examples = self.dups.result(scan.max_listed)
 
 
 SPLIT_ORDER = {"test": 0, "validation": 1, "train": 2}
@@ -589,9 +704,12 @@ def scan(files: list[DataFile], pii_kinds: tuple[str, ...] = pii.KINDS, max_list
         raise ConfigError(f"data.pii_kinds: unknown kind(s) {unknown}; known: {', '.join(pii.KINDS)}")
     started = time.perf_counter()
     scanner = _Scanner(pii_kinds, max_listed)
-    for df in sorted(files, key=lambda d: SPLIT_ORDER.get(d.split, 1)):
-        scanner.file(df)
-    scanner.duplicates()
+    try:
+        for df in sorted(files, key=lambda d: SPLIT_ORDER.get(d.split, 1)):
+            scanner.file(df)
+        scanner.duplicates()
+    finally:
+        scanner.dups.close()
     scanner.scan.seconds = time.perf_counter() - started
     return scanner.scan
 

@@ -252,6 +252,54 @@ def test_json_lines_and_a_folder_of_files_are_scanned_alike(tmp_path):
     assert "b.json row 4 = row 1 of a.jsonl" in data_gates.duplicates_check(scan, 0.0).message
 
 
+def test_the_duplicates_listed_are_the_first_in_scan_order_each_with_its_first_copy(tmp_path):
+    train = [alpaca(i) for i in range(10)] + [alpaca(5), alpaca(2), alpaca(7), alpaca(2)]
+    scan = data.scan(files(tmp_path, train), max_listed=3)
+    path = str(tmp_path / "train.json")
+    assert scan.duplicate_rows == 4 and scan.train_rows == 14
+    assert scan.duplicate_examples == [((path, 11), (path, 6)), ((path, 12), (path, 3)), ((path, 13), (path, 8))]
+
+
+def test_the_duplicate_index_holds_a_bounded_number_of_rows_in_memory(monkeypatch):
+    from array import array
+
+    def filled(index):
+        for start in range(0, 3000, 50):
+            rows = range(start + 1, start + 51)
+            index.add(0, array("q", [hash(r % 700) for r in rows]), array("Q", rows))
+            assert len(index.hashes) < data.SPILL_ROWS
+        return index
+
+    index = data._Duplicates()
+    index.tag(0, "train.json")
+    expected = filled(index).result(20)
+    monkeypatch.setattr(data, "SPILL_ROWS", 128)
+    spilled = data._Duplicates()
+    spilled.tag(0, "train.json")
+    try:
+        assert filled(spilled).runs and spilled.result(20) == expected
+        assert expected[:2] == (3000, 2300) and expected[2][0] == (("train.json", 701), ("train.json", 1))
+    finally:
+        spilled.close()
+    assert spilled.dir is None
+
+
+def test_a_scan_that_spills_its_duplicate_index_finds_what_one_in_memory_finds(tmp_path, monkeypatch):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write(folder / "a.jsonl", mixed_rows(1500), jsonl=True)
+    write(folder / "b.json", mixed_rows(900) + [alpaca(i, input="only once") for i in range(300)])
+    dfs = [data.DataFile("parts", "train", str(folder), data.DatasetSpec("parts"))]
+    in_memory = scan_dict(data.scan(dfs))
+    made = []
+    mkdtemp = data.tempfile.mkdtemp
+    monkeypatch.setattr(data.tempfile, "mkdtemp", lambda **kw: made.append(mkdtemp(**kw)) or made[-1])
+    monkeypatch.setattr(data, "SPILL_ROWS", 100)
+    assert scan_dict(data.scan(dfs)) == in_memory
+    assert len(made) == 1 and not os.path.exists(made[0])  # spilled, then removed
+    assert in_memory["duplicate_rows"] > 2000 and len(in_memory["duplicate_examples"]) == 20
+
+
 # -- what was trained: max_samples ------------------------------------------------------------------------
 def lineage_files(tmp_path, train_rows, test_rows, max_samples=None):
     """Data files as the audit record lists them (``from_lineage``), with LLaMA-Factory's max_samples recorded."""
@@ -346,6 +394,7 @@ def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path,
     serial = scan_dict(data.scan(dfs))
     monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(data, "BATCH", 100)
+    monkeypatch.setattr(data, "SPILL_ROWS", 256)  # the duplicate index spills, the helper's hashes among them
     if layout == "JSON array cut inside a row":  # a wrong guess: the first half's parse must find it out
         text = path.read_bytes()
         inside = text.index(b'\n  "input"', len(text) // 2) + 1
@@ -382,6 +431,22 @@ def test_a_file_shared_with_a_helper_process_scans_as_one_process_does(tmp_path,
     else:
         assert not train["error"]
         assert train["bad_rows"] == {"JSON Lines": 32, "first 2500 lines": 26}.get(layout, 31)
+
+
+def test_rows_a_helper_read_from_a_wrong_cut_are_not_counted(tmp_path, monkeypatch):
+    rows = [alpaca(i % 300, examples=[{"instruction": f"nested {i}", "output": "x"}, alpaca(i)]) for i in range(1200)]
+    path = write(tmp_path / "train.json", rows)
+    dfs = [data.DataFile("train", "train", str(path), data.DatasetSpec("train"))]
+    serial = scan_dict(data.scan(dfs))
+    text = path.read_bytes()
+    inside = text.index(b'\n   {', len(text) // 2) + 1  # a nested row: the helper reads two valid rows, then "]"
+    monkeypatch.setattr(data, "halves", lambda p: (inside, None))
+    monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "BATCH", 50)
+    received, collect = [], data._Halves.collect
+    monkeypatch.setattr(data._Halves, "collect", lambda self: collect(self) or received.append(len(self.parts_in)))
+    assert scan_dict(data.scan(dfs)) == serial
+    assert serial["train_rows"] == 1200 and serial["duplicate_rows"] == 900 and max(received) >= 1
 
 
 def test_a_json_lines_file_is_cut_at_a_line_start_after_its_middle(tmp_path):
