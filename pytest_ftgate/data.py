@@ -513,7 +513,8 @@ class _Duplicates:
     before the part it numbers (a helper's half of a JSON array counts from the cut: ``shift``). At most
     SPILL_ROWS rows are held in memory: beyond, they are written sorted by hash to a temporary file, and ``result``
     reads the files back one range of hashes at a time, so memory stays flat whatever the size of the data. The
-    result does not depend on how the rows came (in memory or spilled, serial or from a helper, in any order)."""
+    result does not depend on how the rows came (in memory or spilled, serial or from a helper, in any order).
+    Where a file cannot be written (no space left, no temporary directory), the rows stay in memory."""
 
     RANGES = 1 << 12  # a spilled file is indexed by the rows at which each of 4096 ranges of hashes starts
 
@@ -523,6 +524,7 @@ class _Duplicates:
         self.dropped: set[int] = set()
         self.runs: list[tuple[str, int, Any]] = []  # spilled: (path, rows, where each range of hashes starts)
         self.dir: str | None = None
+        self.unwritable = False  # a spill failed: the rows stay in memory from then on
         self.owner = os.getpid()  # a forked helper holds a copy: only this process removes the files
 
     def tag(self, file_no: int, path: str) -> int:
@@ -543,24 +545,33 @@ class _Duplicates:
 
         self.hashes.extend(hashes)
         self.where.frombytes((np.frombuffer(rows, np.uint64) | np.uint64(tag << _ROW_BITS)).tobytes())
-        if len(self.hashes) >= SPILL_ROWS:
+        if len(self.hashes) >= SPILL_ROWS and not self.unwritable:
             self._spill()
 
     def _spill(self) -> None:
         import numpy as np
 
+        try:
+            if self.dir is None:
+                self.dir = tempfile.mkdtemp(prefix="ftgate-duplicates-")
+            path = os.path.join(self.dir, f"{len(self.runs)}.bin")
+            self._write(path)
+        except OSError:
+            self.unwritable = True
+        else:
+            self.hashes, self.where = array("q"), array("Q")
+
+    def _write(self, path: str) -> None:
+        import numpy as np
+
         h = np.frombuffer(self.hashes, np.uint64)  # the hashes as unsigned: a range of hashes is a top-bits prefix
         order = np.argsort(h, kind="stable")
         h, w = h[order], np.frombuffer(self.where, np.uint64)[order]
-        if self.dir is None:
-            self.dir = tempfile.mkdtemp(prefix="ftgate-duplicates-")
-        path = os.path.join(self.dir, f"{len(self.runs)}.bin")
         with open(path, "wb") as f:
             h.tofile(f)
             w.tofile(f)
         starts = np.searchsorted(h, np.arange(self.RANGES, dtype=np.uint64) << np.uint64(64 - 12))
         self.runs.append((path, len(h), np.append(starts, len(h))))
-        self.hashes, self.where = array("q"), array("Q")
 
     def result(self, listed: int) -> tuple[int, int, list]:
         """(training rows, rows that repeat an earlier row, the first ``listed`` of those in scan order as
@@ -570,7 +581,7 @@ class _Duplicates:
         if not self.runs:
             groups = [(np.frombuffer(self.hashes, np.uint64), np.frombuffer(self.where, np.uint64))]
         else:
-            if self.hashes:
+            if self.hashes and not self.unwritable:
                 self._spill()
             total = sum(n for _, n, _ in self.runs)
             count = 1
@@ -613,6 +624,13 @@ class _Duplicates:
             if hi > lo:
                 hs.append(np.fromfile(path, np.uint64, hi - lo, offset=lo * 8))
                 ws.append(np.fromfile(path, np.uint64, hi - lo, offset=(n + lo) * 8))
+        if self.hashes:  # rows that could not be spilled
+            h = np.frombuffer(self.hashes, np.uint64)
+            inside = h >= np.uint64(first << (64 - 12))
+            if end < self.RANGES:
+                inside &= h < np.uint64(end << (64 - 12))
+            hs.append(h[inside])
+            ws.append(np.frombuffer(self.where, np.uint64)[inside])
         empty = np.zeros(0, np.uint64)
         return (np.concatenate(hs), np.concatenate(ws)) if hs else (empty, empty)
 

@@ -260,28 +260,47 @@ def test_the_duplicates_listed_are_the_first_in_scan_order_each_with_its_first_c
     assert scan.duplicate_examples == [((path, 11), (path, 6)), ((path, 12), (path, 3)), ((path, 13), (path, 8))]
 
 
-def test_the_duplicate_index_holds_a_bounded_number_of_rows_in_memory(monkeypatch):
+def filled_index():
+    """A duplicate index of 3,000 rows, 700 distinct, added 50 at a time (as a scan's parts come)."""
     from array import array
-
-    def filled(index):
-        for start in range(0, 3000, 50):
-            rows = range(start + 1, start + 51)
-            index.add(0, array("q", [hash(r % 700) for r in rows]), array("Q", rows))
-            assert len(index.hashes) < data.SPILL_ROWS
-        return index
 
     index = data._Duplicates()
     index.tag(0, "train.json")
-    expected = filled(index).result(20)
+    for start in range(0, 3000, 50):
+        rows = range(start + 1, start + 51)
+        index.add(0, array("q", [hash(r % 700) for r in rows]), array("Q", rows))
+        assert len(index.hashes) < data.SPILL_ROWS or index.unwritable
+    return index
+
+
+def test_the_duplicate_index_holds_a_bounded_number_of_rows_in_memory(monkeypatch):
+    expected = filled_index().result(20)
     monkeypatch.setattr(data, "SPILL_ROWS", 128)
-    spilled = data._Duplicates()
-    spilled.tag(0, "train.json")
+    spilled = filled_index()
     try:
-        assert filled(spilled).runs and spilled.result(20) == expected
+        assert spilled.runs and spilled.result(20) == expected
         assert expected[:2] == (3000, 2300) and expected[2][0] == (("train.json", 701), ("train.json", 1))
     finally:
         spilled.close()
     assert spilled.dir is None
+
+
+def test_a_duplicate_index_that_cannot_spill_keeps_its_rows_in_memory(monkeypatch):
+    expected = filled_index().result(20)
+    monkeypatch.setattr(data, "SPILL_ROWS", 128)
+    write = data._Duplicates._write
+
+    def full_after_one(self, path):
+        if self.runs:
+            raise OSError(28, "No space left on device")
+        write(self, path)
+    monkeypatch.setattr(data._Duplicates, "_write", full_after_one)
+    index = filled_index()
+    try:
+        assert index.unwritable and len(index.runs) == 1 and len(index.hashes) > 2000
+        assert index.result(20) == expected
+    finally:
+        index.close()
 
 
 def test_a_scan_that_spills_its_duplicate_index_finds_what_one_in_memory_finds(tmp_path, monkeypatch):
