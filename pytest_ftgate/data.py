@@ -516,7 +516,8 @@ class _Duplicates:
     result does not depend on how the rows came (in memory or spilled, serial or from a helper, in any order).
     Where a file cannot be written (no space left, no temporary directory), the rows stay in memory."""
 
-    RANGES = 1 << 12  # a spilled file is indexed by the rows at which each of 4096 ranges of hashes starts
+    RANGE_BITS = 12  # a spilled file is indexed by the row at which each of 4096 ranges of hashes starts
+    RANGES = 1 << RANGE_BITS
 
     def __init__(self):
         self.hashes, self.where = array("q"), array("Q")
@@ -549,8 +550,6 @@ class _Duplicates:
             self._spill()
 
     def _spill(self) -> None:
-        import numpy as np
-
         try:
             if self.dir is None:
                 self.dir = tempfile.mkdtemp(prefix="ftgate-duplicates-")
@@ -570,7 +569,7 @@ class _Duplicates:
         with open(path, "wb") as f:
             h.tofile(f)
             w.tofile(f)
-        starts = np.searchsorted(h, np.arange(self.RANGES, dtype=np.uint64) << np.uint64(64 - 12))
+        starts = np.searchsorted(h, self._edge(np.arange(self.RANGES, dtype=np.uint64)))
         self.runs.append((path, len(h), np.append(starts, len(h))))
 
     def result(self, listed: int) -> tuple[int, int, list]:
@@ -588,7 +587,7 @@ class _Duplicates:
             while count < self.RANGES and total / count > SPILL_ROWS // 2:
                 count *= 2
             groups = (self._read(j * (self.RANGES // count), (j + 1) * (self.RANGES // count)) for j in range(count))
-        tags = np.array([t[0] for t in self.tags] or [0], np.uint64) << np.uint64(_ROW_BITS)
+        files = np.array([t[0] for t in self.tags] or [0], np.uint64) << np.uint64(_ROW_BITS)
         shifts = np.array([t[2] for t in self.tags] or [0], np.uint64)
         rows = repeats = 0
         found: list[tuple[int, int]] = []
@@ -598,7 +597,7 @@ class _Duplicates:
                 keep = ~np.isin(tag, list(self.dropped))
                 h, w, tag = h[keep], w[keep], tag[keep]
             rows += len(h)
-            key = tags[tag] | ((w & np.uint64((1 << _ROW_BITS) - 1)) + shifts[tag])  # (file, row) in scan order
+            key = files[tag] | ((w & np.uint64((1 << _ROW_BITS) - 1)) + shifts[tag])  # (file, row) in scan order
             order = np.lexsort((key, h))
             h, key = h[order], key[order]
             later = h[1:] == h[:-1]
@@ -626,13 +625,20 @@ class _Duplicates:
                 ws.append(np.fromfile(path, np.uint64, hi - lo, offset=(n + lo) * 8))
         if self.hashes:  # rows that could not be spilled
             h = np.frombuffer(self.hashes, np.uint64)
-            inside = h >= np.uint64(first << (64 - 12))
+            inside = h >= self._edge(np.uint64(first))
             if end < self.RANGES:
-                inside &= h < np.uint64(end << (64 - 12))
+                inside &= h < self._edge(np.uint64(end))
             hs.append(h[inside])
             ws.append(np.frombuffer(self.where, np.uint64)[inside])
         empty = np.zeros(0, np.uint64)
         return (np.concatenate(hs), np.concatenate(ws)) if hs else (empty, empty)
+
+    @classmethod
+    def _edge(cls, i: Any) -> Any:
+        """The first hash of range ``i`` (numpy uint64)."""
+        import numpy as np
+
+        return i << np.uint64(64 - cls.RANGE_BITS)
 
     def close(self) -> None:
         if self.dir is not None and os.getpid() == self.owner:
