@@ -4,6 +4,7 @@ artifacts, write tags and artifacts. mlflow is imported lazily (``pytest --help`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -104,9 +105,10 @@ class RunStore:
     def client(self) -> Any:
         if self._client is None:
             self.check()
-            from mlflow.tracking import MlflowClient
+            with _gc_paused():
+                from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
             _freeze_long_lived()
         return self._client
 
@@ -212,7 +214,8 @@ class RunStore:
     def resolve(self, ref: str) -> tuple[str, str]:
         """A run id or a run name -> (run_id, run_name). Raises RunUnavailable with the reason and the fix; with
         an experiment configured, the experiment must exist and hold the run."""
-        from mlflow.exceptions import MlflowException
+        with _gc_paused():  # the session's first import of MLflow
+            from mlflow.exceptions import MlflowException
 
         try:
             try:
@@ -403,6 +406,22 @@ def store_path(tracking_uri: str) -> Path | None:
     if "://" not in uri and not uri.startswith("databricks"):
         return Path(uri).expanduser().resolve()
     return None
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """The cyclic garbage collector paused, for importing MLflow and opening its store: some 450,000 objects are
+    made then, nearly none of them garbage, and the collections they would trigger (each walking every object made
+    so far) cost a fifth of the import (3.3-3.8 s against 2.6-2.9 s measured). ``_freeze_long_lived`` follows."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @functools.cache
