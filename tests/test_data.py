@@ -319,6 +319,23 @@ def test_a_scan_that_spills_its_duplicate_index_finds_what_one_in_memory_finds(t
     assert in_memory["duplicate_rows"] > 2000 and len(in_memory["duplicate_examples"]) == 20
 
 
+def test_a_scan_stopped_by_ctrl_c_removes_its_spilled_duplicate_index(tmp_path, monkeypatch):
+    path = write(tmp_path / "train.jsonl", mixed_rows(3000), jsonl=True)
+    made, mkdtemp, check = [], data.tempfile.mkdtemp, data._check
+    monkeypatch.setattr(data.tempfile, "mkdtemp", lambda **kw: made.append(mkdtemp(**kw)) or made[-1])
+    monkeypatch.setattr(data, "SPILL_ROWS", 100)
+    monkeypatch.setattr(data, "BATCH", 100)
+
+    def interrupted(task, batch):
+        if batch and batch[0][0] > 2000:
+            raise KeyboardInterrupt
+        return check(task, batch)
+    monkeypatch.setattr(data, "_check", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.scan([data.DataFile("train", "train", str(path), data.DatasetSpec("train"))])
+    assert len(made) == 1 and not os.path.exists(made[0])
+
+
 # -- what was trained: max_samples ------------------------------------------------------------------------
 def lineage_files(tmp_path, train_rows, test_rows, max_samples=None):
     """Data files as the audit record lists them (``from_lineage``), with LLaMA-Factory's max_samples recorded."""
