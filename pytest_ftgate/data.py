@@ -428,18 +428,24 @@ class _Halves(_Helper):
             self.dups.drop(self.tag)
             yield from _checked(self.task, self.path, islice(iter_rows(self.path, raw=True), done, None), out,
                                 done=done)
-        elif "error" not in out:
+        elif "error" in out:  # a serial scan stops here too: none of the helper's rows count
+            self.dups.drop(self.tag)
+        else:
             yield from self.rest(done, out)
 
     def collect(self) -> None:
         """Buffer the parts that have come, so that the helper never waits on a full pipe."""
         while not (self.parts_in and self.parts_in[-1] in (None, ("done",))) and self.conn.poll():
-            message = self._receive()  # None: the helper has ended (poll holds at the end of the pipe)
-            if message is not None and message[0] == "part":
-                part = message[1]
-                self.dups.add(self.tag, part.dup_hash, part.dup_rows)
-                part.dup_hash, part.dup_rows = array("q"), array("Q")
-            self.parts_in.append(message)
+            # None: the helper has ended (poll holds at the end of the pipe)
+            self.parts_in.append(self._indexed(self._receive()))
+
+    def _indexed(self, message: tuple | None) -> tuple | None:
+        """A message of the helper's, a part's duplicate hashes moved to the index (under the helper's tag)."""
+        if message is not None and message[0] == "part":
+            part = message[1]
+            self.dups.add(self.tag, part.dup_hash, part.dup_rows)
+            part.dup_hash, part.dup_rows = array("q"), array("Q")
+        return message
 
     def rest(self, done: int, out: dict) -> Iterator[_Part]:
         """The parts of the second half in order: the helper's, then (where it stopped short) the rows after them,
@@ -447,7 +453,7 @@ class _Halves(_Helper):
         covered, shift = 0, done if self.lines is None else 0
         self.dups.shift(self.tag, shift)
         while True:
-            message = self.parts_in.popleft() if self.parts_in else self._receive()
+            message = self.parts_in.popleft() if self.parts_in else self._indexed(self._receive())
             if message is None or message[0] != "part":
                 break
             covered += message[1].rows
@@ -499,8 +505,7 @@ def _shifted(part: _Part, n: int) -> _Part:
     part.pii = {kind: [count, [row + n for row in rows]] for kind, (count, rows) in part.pii.items()}
     part.tests = [(exact, norm, row + n) for exact, norm, row in part.tests]
     part.leaks = [(hit, row + n, how) for hit, row, how in part.leaks]
-    part.dup_rows = array("Q", [row + n for row in part.dup_rows])
-    return part
+    return part  # (its duplicate hashes are in the index already, under a tag shifted by n)
 
 
 SPILL_ROWS = 1 << 18  # training rows the duplicate index holds in memory (4 MB); beyond, it spills to a file
@@ -652,7 +657,6 @@ class _Scanner:
         self.test_exact: dict[int, tuple[str, int]] = {}
         self.test_norm: dict[int, tuple[str, int]] = {}
         self.dups = _Duplicates()
-        self.tag = 0  # the duplicate index's tag of the file being read
 
     def file(self, df: DataFile) -> None:
         left = df.max_rows or -1  # LLaMA-Factory trains the first max_samples rows of a dataset (its files joined)
@@ -677,7 +681,7 @@ class _Scanner:
         out: dict = {}
         helper = None
         file_no = len(self.scan.files) - 1
-        self.tag = self.dups.tag(file_no, str(path))
+        tag = self.dups.tag(file_no, str(path))
         if fr.bytes >= PARALLEL_MIN_BYTES:
             cut = halves(path) if left < 0 else None
             helper = _Halves(task, path, *cut, self.dups, self.dups.tag(file_no, str(path))) if cut else \
@@ -686,14 +690,14 @@ class _Scanner:
             parts = helper.parts(out) if helper is not None and helper.fork() else \
                 _checked(task, path, iter_rows(path, raw=True), out, left)
             for part in parts:
-                self.merge(fr, part)
+                self.merge(fr, part, tag)
         finally:
             if helper:
                 helper.close()
         fr.error = out.get("error", fr.error)
         return out["left"]
 
-    def merge(self, fr: FileResult, part: _Part) -> None:
+    def merge(self, fr: FileResult, part: _Part, tag: int) -> None:
         """Add what a batch found to its file's result and to the scan, as if its rows were checked here."""
         listed = self.scan.max_listed
         fr.rows, fr.bad_rows = fr.rows + part.rows, fr.bad_rows + part.bad_rows
@@ -709,7 +713,7 @@ class _Scanner:
             self.test_norm.setdefault(norm, (fr.path, row))
         for hit, row, how in part.leaks:
             self.scan.leaks.setdefault(hit, (fr.path, row, how))
-        self.dups.add(self.tag, part.dup_hash, part.dup_rows)
+        self.dups.add(tag, part.dup_hash, part.dup_rows)
 
     def duplicates(self) -> None:
         """The training rows counted, and which repeat an earlier row (the first ``max_listed`` in scan order)."""

@@ -480,9 +480,30 @@ def test_rows_a_helper_read_from_a_wrong_cut_are_not_counted(tmp_path, monkeypat
     monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(data, "BATCH", 50)
     received, collect = [], data._Halves.collect
-    monkeypatch.setattr(data._Halves, "collect", lambda self: collect(self) or received.append(len(self.parts_in)))
+    monkeypatch.setattr(data._Halves, "collect", lambda self: (received or self.conn.poll(30)) and collect(self) or
+                        received.append(len(self.parts_in)))  # the first time, wait for the helper's first part
     assert scan_dict(data.scan(dfs)) == serial
     assert serial["train_rows"] == 1200 and serial["duplicate_rows"] == 900 and max(received) >= 1
+
+
+def test_a_first_half_that_cannot_be_read_to_its_end_counts_none_of_the_helpers_rows(tmp_path, monkeypatch):
+    path = write(tmp_path / "train.jsonl", [alpaca(i % 300) for i in range(2000)], jsonl=True)
+    parent, lines = os.getpid(), data.iter_lines
+
+    def failing_first_half(p, raw, start=0, *args):
+        for item in lines(p, raw, start, *args):
+            if os.getpid() == parent and start == 0 and item[0] > 400:
+                raise OSError(5, "Input/output error")
+            yield item
+    monkeypatch.setattr(data, "iter_lines", failing_first_half)
+    monkeypatch.setattr(data, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "BATCH", 50)
+    received, collect = [], data._Halves.collect
+    monkeypatch.setattr(data._Halves, "collect", lambda self: (received or self.conn.poll(30)) and collect(self) or
+                        received.append(len(self.parts_in)))  # the first time, wait for the helper's first part
+    scan = data.scan([data.DataFile("train", "train", str(path), data.DatasetSpec("train"))])
+    assert "cannot be read at row 401" in scan.files[0].error
+    assert scan.files[0].rows == scan.train_rows == 400 and scan.duplicate_rows == 100 and max(received) >= 1
 
 
 def test_a_json_lines_file_is_cut_at_a_line_start_after_its_middle(tmp_path):
