@@ -5,7 +5,6 @@ artifacts, write tags and artifacts. mlflow is imported lazily (``pytest --help`
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import re
@@ -105,11 +104,10 @@ class RunStore:
     def client(self) -> Any:
         if self._client is None:
             self.check()
-            with _gc_paused():
+            with _gc_paused("client"):
                 from mlflow.tracking import MlflowClient
 
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
-            _freeze_long_lived()
         return self._client
 
     # -- the store itself --------------------------------------------------------------------------
@@ -214,7 +212,7 @@ class RunStore:
     def resolve(self, ref: str) -> tuple[str, str]:
         """A run id or a run name -> (run_id, run_name). Raises RunUnavailable with the reason and the fix; with
         an experiment configured, the experiment must exist and hold the run."""
-        with _gc_paused():  # the session's first import of MLflow
+        with _gc_paused("import"):  # the session's first import of MLflow
             from mlflow.exceptions import MlflowException
 
         try:
@@ -293,7 +291,8 @@ class RunStore:
             why = run.data.tags.get("ftgate.error") or run.data.tags.get("mlflow.note.content") or "no reason recorded"
             raise RunUnavailable(run_id, f"ended {info.status} ({_first_line(why)}): a failed training is not a "
                                          "release candidate")
-        history = {key: self.metric_history(run_id, key) for key in run.data.metrics}
+        with _gc_paused():  # thousands of short-lived ORM rows per key; see _gc_paused
+            history = {key: self.metric_history(run_id, key) for key in run.data.metrics}
         return RunRecord(
             run_id=info.run_id, run_name=info.run_name or info.run_id[:8], experiment_id=info.experiment_id,
             status=info.status, start_time=info.start_time, end_time=info.end_time,
@@ -302,8 +301,13 @@ class RunStore:
         )
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) in step order, then logging order. MLflow's SQL stores keep +/-Inf as the largest finite
+        float (sanitize_metric_value): undone here. Sorted as plain tuples (the position breaks ties as a stable
+        sort would), not through a key function reading two properties of each point: once per logged point."""
         points = self.client.get_metric_history(run_id, key)
-        return [(int(m.step), _restore_inf(float(m.value))) for m in sorted(points, key=lambda m: (m.step, m.timestamp))]
+        rows = sorted([(m.step, m.timestamp, i, m.value) for i, m in enumerate(points)])
+        return [(int(step), v if (v := float(x)) != _FLOAT_MAX and v != -_FLOAT_MAX else math.copysign(math.inf, v))
+                for step, _, _, x in rows]
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         """Every artifact file path under ``path`` (recursively), as MLflow's ``runs:/<run id>/<path>`` lists them:
@@ -408,11 +412,23 @@ def store_path(tracking_uri: str) -> Path | None:
     return None
 
 
+_FROZEN: set[str] = set()  # the loading sites whose objects this process has already frozen
+
+
 @contextlib.contextmanager
-def _gc_paused():
-    """The cyclic garbage collector paused, for importing MLflow and opening its store: some 450,000 objects are
-    made then, nearly none of them garbage, and the collections they would trigger (each walking every object made
-    so far) cost a fifth of the import (3.3-3.8 s against 2.6-2.9 s measured). ``_freeze_long_lived`` follows."""
+def _gc_paused(site: str | None = None):
+    """The cyclic garbage collector paused while MLflow is imported (``site`` "import"), its store opened
+    ("client") or a run's metric histories read (no site). Some 450,000 objects are made by the import, nearly
+    none of them garbage, and the collections they would trigger (each walking every object made so far) cost a
+    fifth of it (3.3-3.8 s against 2.6-2.9 s measured). A history makes thousands of short-lived ORM rows per key,
+    freed by reference counting; the collections they triggered took 0.15 s of ten 1,000-step runs.
+
+    The first time per process for a named site, every object alive at the end (MLflow's modules and store, which
+    live until the process exits) is moved out of the collector's way (``gc.freeze``) *before* it runs again.
+    Re-enabled without that, its first collection walks every one of them, as they are all still in the youngest
+    generation (0.2 s measured at the session's first run), and each full collection after (those that loading
+    metric histories triggers, the two pytest makes at exit) walks them again: 0.1 s each. Objects freed by
+    reference counting are still freed; only a reference cycle among these would outlive its use."""
     import gc
 
     enabled = gc.isenabled()
@@ -420,20 +436,11 @@ def _gc_paused():
     try:
         yield
     finally:
+        if site is not None and site not in _FROZEN:
+            _FROZEN.add(site)
+            gc.freeze()
         if enabled:
             gc.enable()
-
-
-@functools.cache
-def _freeze_long_lived() -> None:
-    """Once per process, after MLflow is imported and its store opened: move every object alive now (MLflow's
-    modules and store, some 150,000 objects that live until the process exits) out of the cyclic garbage
-    collector's way (``gc.freeze``). Each full collection afterwards (those that loading metric histories
-    triggers, the two pytest makes at exit) would walk them all again: 0.1 s each with MLflow loaded. Objects
-    freed by reference counting are still freed; only a reference cycle among these would outlive its use."""
-    import gc
-
-    gc.freeze()
 
 
 def _walk(repo: Any, path: str | None) -> list[str]:
@@ -509,11 +516,7 @@ def _unreachable(exc: Exception) -> bool:
                                    "Read timed out", "ConnectTimeout"))
 
 
-def _restore_inf(value: float) -> float:
-    """MLflow's SQL stores keep +/-Inf as the largest finite float (sanitize_metric_value): undo that."""
-    if abs(value) == sys.float_info.max:
-        return math.copysign(math.inf, value)
-    return value
+_FLOAT_MAX = sys.float_info.max
 
 
 def _first_line(exc: object) -> str:

@@ -85,9 +85,15 @@ def family(key: str, title: str, order: int, view: str = "findings") -> Callable
 
 
 def load_families() -> None:
-    """Import every family module, so that their sections and gate ids are registered."""
-    for name in FAMILIES:
-        importlib.import_module(f"{__name__}.{name}")
+    """Import every family module, so that their sections and gate ids are registered (once: every gate's
+    section asks)."""
+    if not _LOADED:
+        for name in FAMILIES:
+            importlib.import_module(f"{__name__}.{name}")
+        _LOADED.append(True)
+
+
+_LOADED: list[bool] = []
 
 
 def section_of(gate_id: str, declared: str = "") -> Section:
