@@ -1,4 +1,4 @@
-"""The `ftgate` console script: dispatches to the subcommand modules (train, adopt, promote, verify).
+"""The `ftgate` console script: dispatches to the subcommand modules (train, adopt, promote, verify, verdict, ...).
 
 Each subcommand module owns its own argparse parser and exposes ``main(argv) -> int``; heavy imports stay
 inside them, so `ftgate --help` is instant.
@@ -14,6 +14,7 @@ COMMANDS = {
     "adopt": ("pytest_ftgate.adopt", "attach lineage and adapter to a run trained by plain llamafactory-cli"),
     "promote": ("pytest_ftgate.promotion", "move a registry alias after human review (e.g. --to production)"),
     "verify": ("pytest_ftgate.attest", "re-check an attestation's digests and signature against an adapter"),
+    "verdict": ("pytest_ftgate.verdict", "show a session's verdicts, a killed session's gate journal merged in"),
     "combine": ("pytest_ftgate.combine", "one report for runs gated in several sessions (CI jobs of a sweep)"),
     "human-eval": ("pytest_ftgate.human_eval", "export a blinded rating sheet of a gated run; import the ratings"),
 }

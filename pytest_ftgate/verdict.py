@@ -204,3 +204,86 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def safe_filename(run_id: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return keep or "run"
+
+
+class VerdictFileError(Exception):
+    """A path given to ``ftgate verdict`` is not a verdict file or a directory of them (the path and fix named)."""
+
+
+def verdict_files(path: str | Path) -> list[Path]:
+    """The verdict files at ``path``: the file itself, or the ``*.json`` of a ``verdicts/`` directory or of a
+    ``--ftgate-out`` directory's ``verdicts/``."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        folder = path / "verdicts" if (path / "verdicts").is_dir() else path
+        files = sorted(f for f in folder.glob("*.json") if not f.name.endswith(".intoto.json"))  # attestations
+        if files:
+            return files
+        raise VerdictFileError(f"{path}: no verdict files (<run_id>.json) in {folder}; give a --ftgate-out "
+                               "directory, its verdicts/ directory or one verdict file")
+    raise VerdictFileError(f"{path}: no such file or directory; give a --ftgate-out directory, its verdicts/ "
+                           "directory or one verdict file")
+
+
+def _read_checked(path: Path) -> dict:
+    try:
+        doc = read_verdict(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VerdictFileError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc}); check the path") from None
+    except ValueError as exc:
+        raise VerdictFileError(f"{path}: not JSON ({exc}); a verdict file is written by a gating session") from None
+    if not isinstance(doc, dict) or "run_id" not in doc or "verdict" not in doc:
+        raise VerdictFileError(f"{path}: not a pytest-ftgate verdict file (no run_id/verdict); "
+                               "give a file from ftgate-results/verdicts/")
+    return doc
+
+
+def describe(doc: dict) -> list[str]:
+    """A verdict in lines a person reads: the run's verdict, then each gate that did not pass."""
+    verdict = str(doc.get("verdict"))
+    head = f"{verdict.upper():<8} {doc.get('run_name')} [{doc.get('run_id')}]"
+    expected, run = doc.get("gates_expected") or 0, doc.get("gates_run") or 0
+    if doc.get("complete"):
+        head += f": {run} gate(s) reached an outcome"
+    else:
+        of = f" of {expected}" if expected else ""
+        head += (f": {run}{of} gate(s) reached an outcome, what they say: {doc.get('decision')}; "
+                 f"not a release verdict ({doc.get('partial_reason') or 'the session did not finish'})")
+    lines = [head]
+    if doc.get("error"):
+        lines.append(f"  error: {doc['error']}")
+    for g in doc.get("gates") or []:
+        if g.get("outcome") != "passed":
+            lines.append(f"  {g.get('outcome'):<7} {g.get('id')} ({g.get('severity')}): {g.get('message') or ''}"
+                         .rstrip(": "))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ftgate verdict``: show verdict files, a killed session's gate journal merged in (exit 0 when every run's
+    verdict is a complete pass or warn, 1 otherwise, 2 for a path that is not a verdict)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="ftgate verdict", description=(
+        "Show the verdicts of a gating session, including one that was killed (its gates.jsonl journal merged in). "
+        "Exit 0 when every run's verdict is a complete pass or warn, 1 otherwise."))
+    parser.add_argument("paths", nargs="*", type=Path, default=[Path("ftgate-results")], metavar="PATH",
+                        help="a --ftgate-out directory, its verdicts/ directory or a verdict file "
+                             "(default: ftgate-results)")
+    parser.add_argument("--json", action="store_true", help="print the verdicts as JSON (a list), merged")
+    args = parser.parse_args(argv)
+    try:
+        docs = [_read_checked(f) for p in args.paths for f in verdict_files(p)]
+    except VerdictFileError as exc:
+        print(f"ftgate verdict: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(docs, indent=1))
+    else:
+        for doc in docs:
+            print("\n".join(describe(doc)))
+    ok = all(d.get("complete") and d.get("verdict") in ("pass", "warn") for d in docs)
+    return 0 if ok else 1

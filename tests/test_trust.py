@@ -22,6 +22,7 @@ import pytest
 
 from pytest_ftgate import attest
 from pytest_ftgate import promotion
+from pytest_ftgate.cli import main as ftgate
 from pytest_ftgate.verdict import read_verdict
 from pytest_ftgate.config import Compliance
 
@@ -175,7 +176,7 @@ def test_last_failed_after_a_full_session_is_partial(runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_path):
+def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_path, capsys):
     uri, _, made = runs
     d = suites_dir(tmp_path, "test_training.py", test_zz_slow=SLOW_GATE.replace("__SECONDS__", "60"))
     proc = subprocess.Popen(gate_cmd(d, uri, tmp_path / "out", "--run-id", made["good"][0]), cwd=tmp_path,
@@ -190,6 +191,9 @@ def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_pat
     v = read_verdict(path)  # with the gate records of its journal
     assert len(v["gates"]) == 4 and v["decision"] == "pass"  # the training gates had passed ...
     assert v["verdict"] == "partial" and v["complete"] is False  # ... but the session never finished
+    assert ftgate(["verdict", str(tmp_path / "out")]) == 1  # what a user reads after the kill
+    shown = capsys.readouterr().out
+    assert shown.startswith("PARTIAL") and "4 gate(s) reached an outcome, what they say: pass" in shown
 
 
 @pytest.mark.slow

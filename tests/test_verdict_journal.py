@@ -3,6 +3,7 @@ the start and whole at the end; a killed session's journal is merged when its pa
 
 import json
 
+from pytest_ftgate.cli import main as ftgate
 from pytest_ftgate.verdict import GateRecord, Verdict, append_journal, read_verdict, write_json_atomic
 
 
@@ -40,3 +41,44 @@ def test_a_finished_verdict_is_read_as_written(tmp_path):
     v = Verdict("r", "run", "t0", gates=[gate(1)], complete=True, partial_reason="")
     path = write_json_atomic(tmp_path / "r.json", v.to_dict())
     assert read_verdict(path) == json.loads(path.read_text())
+
+
+def killed_session(out):
+    """An output directory as a SIGKILL leaves it: a verdict file written at the start, two gates journalled."""
+    path = out / "verdicts" / "r.json"
+    write_json_atomic(path, Verdict("r", "demo", "t0", gates_expected=5).to_dict())
+    append_journal(path.with_name("r.gates.jsonl"), gate(1))
+    append_journal(path.with_name("r.gates.jsonl"), gate(2, "failed", "warn"))
+    write_json_atomic(path.with_name("r.intoto.json"), {"payloadType": "x"})  # an attestation, not a verdict
+    return path
+
+
+def test_ftgate_verdict_shows_a_killed_sessions_gates_and_exits_1(tmp_path, capsys):
+    killed_session(tmp_path)
+    assert ftgate(["verdict", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("PARTIAL  demo [r]: 2 of 5 gate(s) reached an outcome, what they say: warn")
+    assert out[1].split() == ["failed", "G2", "(warn)"] and len(out) == 2  # the attestation is not read as one
+
+
+def test_ftgate_verdict_json_is_the_merged_verdict(tmp_path, capsys):
+    path = killed_session(tmp_path)
+    assert ftgate(["verdict", "--json", str(path)]) == 1
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert [g["id"] for g in doc["gates"]] == ["G1", "G2"] and doc["verdict"] == "partial"
+
+
+def test_ftgate_verdict_exits_0_for_a_complete_pass(tmp_path, capsys):
+    v = Verdict("r", "demo", "t0", gates=[gate(1)], complete=True, partial_reason="")
+    write_json_atomic(tmp_path / "verdicts" / "r.json", v.to_dict())
+    assert ftgate(["verdict", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("PASS     demo [r]: 1 gate(s) reached an outcome")
+
+
+def test_ftgate_verdict_names_a_path_that_holds_no_verdict(tmp_path, capsys):
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    assert ftgate(["verdict", str(tmp_path / "nowhere")]) == 2
+    assert ftgate(["verdict", str(tmp_path / "notes.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "nowhere: no such file or directory" in err[0]
+    assert "notes.json: not a pytest-ftgate verdict file" in err[1]
