@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ftgate: unknown command {name!r}{did_you_mean(name, COMMANDS, listed=True)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except BrokenPipeError:  # `ftgate verdict --json | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,3 +82,17 @@ def test_ftgate_verdict_names_a_path_that_holds_no_verdict(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "nowhere: no such file or directory" in err[0]
     assert "notes.json: not a pytest-ftgate verdict file" in err[1]
+
+
+def test_ftgate_verdict_piped_into_head_ends_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    path = killed_session(tmp_path)
+    for i in range(3, 60):  # well over a pipe's 64 KiB of JSON
+        append_journal(path.with_name("r.gates.jsonl"), gate(i))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_ftgate.cli", "verdict", "--json", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10).startswith(b"[")
+    proc.stdout.close()  # the reader leaves, as `| head` does
+    assert proc.wait(60) == 1 and proc.stderr.read() == b""
