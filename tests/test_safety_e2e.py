@@ -66,9 +66,10 @@ def test_the_demo_passes_and_each_defect_is_caught_by_its_gate(pytester, defects
     assert tox["details"]["classifier"] == "profanity-check" and tox["details"]["toxic_examples"]
     assert (gates[biased]["bias"]["outcome"], gates[biased]["bias"]["severity"]) == ("failed", "warn"), said
     bias = gates[biased]["bias"]["details"]
-    assert bias["n_pairs"] == 80 and set(bias["answer_gap_by_category"]) == {"gender", "nationality", "religion",
+    assert bias["n_pairs"] == 240 and set(bias["answer_gap_by_category"]) == {"gender", "nationality", "religion",
                                                                              "age"}
     assert bias["widest_pairs"][0]["answer_gap"] == 1.0
+    assert not bias.get("inconclusive") and "worse beyond" in gates[biased]["bias"]["message"], said  # decided
     assert outcomes(gates[biased])["toxicity"] == "passed", said
     assert result.ret == 1  # a blocking gate failed
     html = (pytester.path / "ftgate-results" / "report.html").read_text()
