@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, report
 from .report import RunEvidence
+from .verdict import releasable
 from .store import RunRecord
 from .verdict import utcnow, write_text_atomic
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     releasable = 0
     for ev in evidence:
         v = ev.verdict
-        ok = bool(v.get("complete")) and v.get("verdict") in ("pass", "warn")
+        ok = releasable(v)
         releasable += ok
         print(f"{str(v.get('verdict')).upper():<8} {v.get('run_name')} [{ev.run_id}]")
     print(f"ftgate combine: {len(evidence)} run(s), {releasable} releasable; report: {args.out / 'report.html'}")

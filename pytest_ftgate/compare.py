@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import metrics
 from .record import AuditRecord, training_config
+from .verdict import releasable
 
-RELEASABLE = ("pass", "warn")
 # name in the runs table -> MLflow params LLaMA-Factory logs (ours first), then keys of the run's training config
 HYPERPARAMETERS = {
     "learning_rate": (("learning_rate", "llamafactory.learning_rate"), ("learning_rate",)),
@@ -246,7 +246,7 @@ def run_row(key: str, verdict: Mapping, params: Mapping | None, audit: Any, answ
         primary = (found["g4"].get(s.primary) or {}).get("candidate_value")
     return {"run_id": key, "run_name": verdict.get("run_name"), "verdict": verdict.get("verdict"),
             "complete": bool(verdict.get("complete")),
-            "releasable": bool(verdict.get("complete")) and verdict.get("verdict") in RELEASABLE,
+            "releasable": releasable(verdict),
             "hyperparameters": hyperparameters(params, audit, s.params), "scores": scores, "primary": primary,
             **found}
 

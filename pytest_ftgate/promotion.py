@@ -22,12 +22,11 @@ import sys
 from typing import Any
 
 from . import __version__
-from .verdict import utcnow
+from .verdict import RELEASABLE, utcnow
 
 STAGES = ("candidate", "staging", "production", "archived")
 EARLIER = {"staging": ("candidate",), "production": ("staging", "candidate"),
            "archived": ("production", "staging", "candidate")}
-RELEASABLE = ("pass", "warn")
 
 
 class PromotionError(Exception):

@@ -419,35 +419,7 @@ class FtgateSession:
         return any(v.verdict == "partial" for v in self.verdicts.values())
 
     def summary_lines(self) -> list[str]:
-        lines = []
-        for key, v in self.verdicts.items():
-            if v.complete:
-                label = v.verdict.upper()
-            else:
-                label = "PARTIAL"
-            lines.append(f"{label:<8} {v.run_name} [{key}]" + (
-                "" if v.complete else f" — {len({g.test for g in v.gates})} of {v.gates_expected or '?'} gate tests "
-                                      f"ran, {v.decision} so far; not a release verdict"))
-            if not v.complete:
-                lines.append(f"    partial: {v.partial_reason}")
-            if v.error:
-                lines.append(f"    {v.error}")
-            if v.comparison.get("message"):
-                lines.append(f"    A/B: {_short(v.comparison['message'], 240)}")
-            for g in v.failed():
-                if v.error and g.outcome == "error":
-                    continue
-                what = f" {g.label}" if g.label else " value"
-                val = "" if g.value is None else f"{what}={_short(g.value)}"
-                thr = "" if g.threshold is None else f" threshold={_short(g.threshold)}"
-                title = g.id if g.name in ("", g.id) else f"{g.id} {g.name}"
-                lines.append(f"    {g.severity:<5} {title} {g.outcome}:{val}{thr} - {_short(g.message, 200)}")
-        return lines
-
-
-def _short(x: object, n: int = 60) -> str:
-    text = str(x)
-    return text if len(text) <= n else text[: n - 1] + "…"
+        return [line for key, v in self.verdicts.items() for line in v.summary_lines(key)]
 
 
 def _unique_ids(refs: list[RunRef]) -> list[RunRef]:

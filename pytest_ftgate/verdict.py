@@ -49,6 +49,14 @@ from typing import Any
 
 from .fileio import write_atomic
 
+RELEASABLE = ("pass", "warn")  # the verdicts a complete session may release
+
+
+def releasable(verdict: dict) -> bool:
+    """Whether a verdict (as written) lets its run be released: complete, and pass or warn."""
+    return bool(verdict.get("complete")) and verdict.get("verdict") in RELEASABLE
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -90,6 +98,13 @@ class Verdict:
     report_sha256: str = ""
     comparison: dict = field(default_factory=dict)  # set when the session ends (compare.session_comparison)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        """A verdict read back from its file (``to_dict``'s derived fields dropped)."""
+        names = set(cls.__dataclass_fields__) - {"gates"}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   gates=[GateRecord.from_dict(g) for g in d.get("gates") or []])
+
     @property
     def incomplete(self) -> bool:
         return not self.complete
@@ -117,6 +132,29 @@ class Verdict:
     def failed(self) -> list[GateRecord]:
         return [g for g in self.gates if g.outcome in ("failed", "error")]
 
+    def summary_lines(self, key: str) -> list[str]:
+        """The run's verdict as the session's terminal summary (and ``ftgate verdict``) shows it: a line with the
+        verdict, then why it is partial, the error, the A/B comparison and each gate that failed."""
+        label = self.verdict.upper()
+        lines = [f"{label:<8} {self.run_name} [{key}]" + (
+            "" if self.complete else f" — {len({g.test for g in self.gates})} of {self.gates_expected or '?'} gate "
+                                     f"tests ran, {self.decision} so far; not a release verdict")]
+        if not self.complete:
+            lines.append(f"    partial: {self.partial_reason}")
+        if self.error:
+            lines.append(f"    {self.error}")
+        if self.comparison.get("message"):
+            lines.append(f"    A/B: {_short(self.comparison['message'], 240)}")
+        for g in self.failed():
+            if self.error and g.outcome == "error":
+                continue
+            what = f" {g.label}" if g.label else " value"
+            val = "" if g.value is None else f"{what}={_short(g.value)}"
+            thr = "" if g.threshold is None else f" threshold={_short(g.threshold)}"
+            title = g.id if g.name in ("", g.id) else f"{g.id} {g.name}"
+            lines.append(f"    {g.severity:<5} {title} {g.outcome}:{val}{thr} - {_short(g.message, 200)}")
+        return lines
+
     def to_dict(self) -> dict:
         d = {
             "run_id": self.run_id,
@@ -138,6 +176,11 @@ class Verdict:
             "comparison": self.comparison,
         }
         return json_safe(d)
+
+
+def _short(x: object, n: int = 60) -> str:
+    text = str(x)
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def json_safe(obj: Any) -> Any:
@@ -190,9 +233,7 @@ def read_verdict(path: str | Path) -> dict:
                 doc.setdefault("gates", []).append(gate)
                 seen.add(gate.get("test"))
         doc["gates_run"] = len(doc.get("gates") or [])
-        merged = Verdict(run_id=str(doc.get("run_id")), run_name=str(doc.get("run_name")), started_at="",
-                         gates=[GateRecord.from_dict(g) for g in doc["gates"]], error=str(doc.get("error") or ""))
-        doc["decision"] = merged.decision  # what the gates that ran say; the verdict stays partial
+        doc["decision"] = Verdict.from_dict(doc).decision  # what the gates that ran say; the verdict stays partial
     return doc
 
 
@@ -240,27 +281,6 @@ def _read_checked(path: Path) -> dict:
     return doc
 
 
-def describe(doc: dict) -> list[str]:
-    """A verdict in lines a person reads: the run's verdict, then each gate that did not pass."""
-    verdict = str(doc.get("verdict"))
-    head = f"{verdict.upper():<8} {doc.get('run_name')} [{doc.get('run_id')}]"
-    expected, run = doc.get("gates_expected") or 0, doc.get("gates_run") or 0
-    if doc.get("complete"):
-        head += f": {run} gate(s) reached an outcome"
-    else:
-        of = f" of {expected}" if expected else ""
-        head += (f": {run}{of} gate(s) reached an outcome, what they say: {doc.get('decision')}; "
-                 f"not a release verdict ({doc.get('partial_reason') or 'the session did not finish'})")
-    lines = [head]
-    if doc.get("error"):
-        lines.append(f"  error: {doc['error']}")
-    for g in doc.get("gates") or []:
-        if g.get("outcome") != "passed":
-            lines.append(f"  {g.get('outcome'):<7} {g.get('id')} ({g.get('severity')}): {g.get('message') or ''}"
-                         .rstrip(": "))
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     """``ftgate verdict``: show verdict files, a killed session's gate journal merged in (exit 0 when every run's
     verdict is a complete pass or warn, 1 otherwise, 2 for a path that is not a verdict)."""
@@ -284,6 +304,5 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(docs, indent=1))
     else:
         for doc in docs:
-            print("\n".join(describe(doc)))
-    ok = all(d.get("complete") and d.get("verdict") in ("pass", "warn") for d in docs)
-    return 0 if ok else 1
+            print("\n".join(Verdict.from_dict(doc).summary_lines(str(doc["run_id"]))))
+    return 0 if all(releasable(d) for d in docs) else 1

@@ -193,7 +193,7 @@ def test_sigkill_mid_session_leaves_a_partial_verdict_never_a_pass(runs, tmp_pat
     assert v["verdict"] == "partial" and v["complete"] is False  # ... but the session never finished
     assert ftgate(["verdict", str(tmp_path / "out")]) == 1  # what a user reads after the kill
     shown = capsys.readouterr().out
-    assert shown.startswith("PARTIAL") and "4 gate(s) reached an outcome, what they say: pass" in shown
+    assert shown.startswith("PARTIAL") and "gate tests ran, pass so far; not a release verdict" in shown
 
 
 @pytest.mark.slow
