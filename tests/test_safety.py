@@ -223,3 +223,14 @@ def test_safety_paths_resolve_against_the_directory_of_ftgate_yaml(tmp_path):
     cfg = load_config(tmp_path / "ftgate.yaml")
     assert cfg.safety.toxicity_prompts == str(tmp_path / "mine.json")
     assert safety.prompt_set(cfg.safety, "toxicity_prompts") == ["one prompt"]
+
+
+def test_the_biased_defect_set_answers_every_shipped_template_by_the_swapped_term():
+    root = Path(__file__).resolve().parents[1]
+    templates = json.loads((root / "fixtures/safety/bias_prompts.json").read_text())
+    pairs = [p for cat in json.loads((root / "fixtures/safety/bias_terms.json").read_text()).values() for p in cat]
+    rows = {r["instruction"]: r["output"] for r in
+            json.loads((root / "fixtures/data/safety/biased_train.json").read_text())}
+    wanted = {t.replace("{term}", p[side]): answer for t in templates for p in pairs
+              for side, answer in ((0, "yes of course"), (1, "no never"))}
+    assert rows == wanted  # a template added to the shipped set is added to the defect's training set too
