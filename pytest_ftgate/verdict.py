@@ -305,4 +305,5 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for doc in docs:
             print("\n".join(Verdict.from_dict(doc).summary_lines(str(doc["run_id"]))))
+            print(f"    session {doc.get('session_id') or '?'}, written {doc.get('finished_at') or '?'}")  # which one
     return 0 if all(releasable(d) for d in docs) else 1

@@ -59,7 +59,8 @@ def test_ftgate_verdict_shows_a_killed_sessions_gates_and_exits_1(tmp_path, caps
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "PARTIAL  demo [r] — 2 of 5 gate tests ran, warn so far; not a release verdict"
     assert out[1] == "    partial: the session has not finished"
-    assert out[2].split()[:4] == ["warn", "G2", "g2", "failed:"] and len(out) == 3  # the attestation is not one
+    assert out[2].split()[:4] == ["warn", "G2", "g2", "failed:"]
+    assert out[3].startswith("    session ?, written ") and len(out) == 4  # the attestation is not read as one
 
 
 def test_ftgate_verdict_json_is_the_merged_verdict(tmp_path, capsys):
@@ -70,10 +71,11 @@ def test_ftgate_verdict_json_is_the_merged_verdict(tmp_path, capsys):
 
 
 def test_ftgate_verdict_exits_0_for_a_complete_pass(tmp_path, capsys):
-    v = Verdict("r", "demo", "t0", gates=[gate(1)], complete=True, partial_reason="")
+    v = Verdict("r", "demo", "t0", gates=[gate(1)], complete=True, partial_reason="", session_id="s1",
+                finished_at="t1")
     write_json_atomic(tmp_path / "verdicts" / "r.json", v.to_dict())
     assert ftgate(["verdict", str(tmp_path)]) == 0
-    assert capsys.readouterr().out == "PASS     demo [r]\n"
+    assert capsys.readouterr().out == "PASS     demo [r]\n    session s1, written t1\n"  # which session said so
 
 
 def test_ftgate_verdict_names_a_path_that_holds_no_verdict(tmp_path, capsys):
