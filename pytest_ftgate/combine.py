@@ -93,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     except CombineError as exc:
         print(f"ftgate combine: {exc}", file=sys.stderr)
         return 2
-    releasable = 0
+    n_ok = 0
     for ev in evidence:
         v = ev.verdict
         ok = releasable(v)
-        releasable += ok
+        n_ok += ok
         print(f"{str(v.get('verdict')).upper():<8} {v.get('run_name')} [{ev.run_id}]")
-    print(f"ftgate combine: {len(evidence)} run(s), {releasable} releasable; report: {args.out / 'report.html'}")
-    return 0 if releasable == len(evidence) else 1
+    print(f"ftgate combine: {len(evidence)} run(s), {n_ok} releasable; report: {args.out / 'report.html'}")
+    return 0 if n_ok == len(evidence) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
