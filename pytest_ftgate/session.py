@@ -1,10 +1,16 @@
 """The state of one gating session: options, the runs under test, the gates the suites define for each run, their
 verdicts and the files written.
 
-No pytest here: ``plugin.py`` calls these methods from its hooks. A verdict is written to disk after every gate
-(atomically) and reads ``partial`` until ``finish`` has checked that every gate the suites define for the run
-reached an outcome, so a crash, Ctrl-C or SIGKILL leaves a file that never says pass. Nothing is written to MLflow
-here: ``publish.py`` does that for complete verdicts only.
+No pytest here: ``plugin.py`` calls these methods from its hooks. A run's verdict file is written (atomically) when
+the run is resolved, each gate's record is appended to its journal as it arrives, and the file is written whole by
+``finish``; it reads ``partial`` until ``finish`` has checked that every gate the suites define for the run reached
+an outcome, so a crash, Ctrl-C or SIGKILL leaves a file that never says pass. Nothing is written to MLflow here:
+``publish.py`` does that for complete verdicts only.
+
+``--ftgate-out`` holds one session's outputs at a time: the session that claims it first moves an earlier
+session's report, summary, verdicts and checklists into ``previous/<that session's id>/`` (kept, never deleted), so
+a session that ends before it gates anything (bad input, Ctrl-C while training) never leaves another session's
+PASS where its own outputs would be.
 
 Three roles: ``main`` (a plain session), ``controller`` (pytest-xdist's main process: resolves and trains the runs,
 hands them to the workers, collects their gate records, writes everything) and ``worker`` (runs gates, writes
@@ -84,6 +90,7 @@ class OutDirLock:
 
     def __init__(self, out: Path):
         self.path = out / ".ftgate.lock"
+        self.previous: dict = {}  # what the last session to hold the lock wrote into it (its id and start)
         self._fh = None
 
     def acquire(self, info: dict) -> None:
@@ -104,6 +111,11 @@ class OutDirLock:
                 f"--ftgate-out {str(self.path.parent)!r} is in use by another gating session (pid "
                 f"{holder.get('pid', '?')}, session {holder.get('session_id', '?')}, started "
                 f"{holder.get('started_at', '?')}): wait for it to finish, or pass another --ftgate-out") from None
+        fh.seek(0)
+        try:
+            self.previous = json.loads(fh.read() or "{}")
+        except ValueError:
+            self.previous = {}
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps(info))
@@ -178,6 +190,9 @@ class FtgateSession:
             lock = OutDirLock(out)
             lock.acquire({"pid": os.getpid(), "session_id": self.session_id, "started_at": self.started_at})
             self._lock = lock
+            moved = archive_previous(out, lock.previous.get("session_id", ""))
+            if moved is not None:
+                self.echo(f"ftgate: an earlier session's outputs in {str(out)!r} moved to {moved}")
 
     def check_signing_key(self) -> None:
         """A signing key that is configured but cannot sign is an error now, not an unsigned attestation later."""
@@ -420,6 +435,42 @@ class FtgateSession:
 
     def summary_lines(self) -> list[str]:
         return [line for key, v in self.verdicts.items() for line in v.summary_lines(key)]
+
+
+SESSION_OUTPUTS = ("report.html", "report.json", "summary.md", "verdicts", "checklists")
+
+
+def archive_previous(out: Path, session_id: str) -> Path | None:
+    """Move an earlier session's outputs (``SESSION_OUTPUTS``) from ``out`` into ``out/previous/<its id>/``; the
+    folder, or None when there was nothing to move. The id is the one its verdict files name, else ``session_id``
+    (the lock's last holder), else the files' time."""
+    found = [out / name for name in SESSION_OUTPUTS
+             if (out / name).is_file() or ((out / name).is_dir() and any((out / name).iterdir()))]
+    if not found:
+        return None
+    session_id = _verdicts_session(out / "verdicts") or session_id or "earlier-" + datetime.fromtimestamp(
+        max(p.stat().st_mtime for p in found), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = safe_filename(session_id).strip(".") or "earlier"
+    dst, n = out / "previous" / name, 1
+    while dst.exists():
+        n += 1
+        dst = out / "previous" / f"{name}-{n}"
+    dst.mkdir(parents=True)
+    for path in found:
+        os.replace(path, dst / path.name)
+    (out / "verdicts").mkdir(exist_ok=True)
+    return dst
+
+
+def _verdicts_session(folder: Path) -> str:
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        try:
+            sid = json.loads(path.read_text(encoding="utf-8")).get("session_id", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if sid:
+            return str(sid)
+    return ""
 
 
 def _unique_ids(refs: list[RunRef]) -> list[RunRef]:

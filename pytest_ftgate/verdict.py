@@ -262,6 +262,9 @@ def verdict_files(path: str | Path) -> list[Path]:
         files = sorted(f for f in folder.glob("*.json") if not f.name.endswith(".intoto.json"))  # attestations
         if files:
             return files
+        if (path / "previous").is_dir():  # the last session here gated no run; earlier sessions' are kept there
+            raise VerdictFileError(f"{path}: no verdict files in {folder}: the last session to use it gated no run; "
+                                   f"earlier sessions' verdicts are in {path / 'previous'}/<session id>")
         raise VerdictFileError(f"{path}: no verdict files (<run_id>.json) in {folder}; give a --ftgate-out "
                                "directory, its verdicts/ directory or one verdict file")
     raise VerdictFileError(f"{path}: no such file or directory; give a --ftgate-out directory, its verdicts/ "

@@ -251,6 +251,27 @@ def test_a_deleted_run_is_an_error_never_a_pass(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr and not list((tmp_path / "out" / "verdicts").glob("*.json"))
 
 
+@pytest.mark.slow
+def test_a_session_that_gates_nothing_leaves_no_earlier_pass_where_its_outputs_go(runs, tmp_path, capsys):
+    uri, _, made = runs
+    d = suites_dir(tmp_path, "test_training.py")
+    first = subprocess.run(gate_cmd(d, uri, tmp_path / "out", "--run-id", made["good"][0]), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and verdict_file(tmp_path, made["good"][0])["verdict"] == "pass", first.stdout
+    session = verdict_file(tmp_path, made["good"][0])["session_id"]
+    bad = subprocess.run(gate_cmd(d, uri, tmp_path / "out", "--run-id", "no-such-run"), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 4 and "no-such-run" in bad.stderr and "Traceback" not in bad.stderr
+    out = tmp_path / "out"
+    assert not [p.name for p in out.iterdir() if p.name in ("report.html", "report.json", "summary.md")]
+    assert list((out / "verdicts").iterdir()) == []  # no PASS left where this session's verdicts would be
+    kept = out / "previous" / session  # the first session's evidence, whole
+    assert read_verdict(kept / "verdicts" / f"{made['good'][0]}.json")["verdict"] == "pass"
+    assert (kept / "report.html").is_file() and (kept / "summary.md").is_file()
+    assert ftgate(["verdict", str(out)]) == 2 and "gated no run" in capsys.readouterr().err
+    assert ftgate(["verdict", str(kept)]) == 0
+
+
 def test_the_store_lists_a_runs_artifacts_as_mlflows_runs_uris_do(tmp_path, monkeypatch):
     """RunStore lists through the run's artifact repository (not a runs:/ URI, which reads the run twice per
     folder): the same files, those of a logged model named like the folder included (MLflow 3's log_model), those

@@ -2,8 +2,10 @@
 the start and whole at the end; a killed session's journal is merged when its partial verdict is read. Pure."""
 
 import json
+import shutil
 
 from pytest_ftgate.cli import main as ftgate
+from pytest_ftgate.session import archive_previous
 from pytest_ftgate.verdict import GateRecord, Verdict, append_journal, read_verdict, write_json_atomic
 
 
@@ -99,3 +101,49 @@ def test_ftgate_verdict_piped_into_head_ends_without_a_traceback(tmp_path):
     assert proc.stdout.read(10).startswith(b"[")
     proc.stdout.close()  # the reader leaves, as `| head` does
     assert proc.wait(60) == 1 and proc.stderr.read() == b""
+
+
+def earlier_session(out, session_id="20261201T000000Z-aaaaaaaa"):
+    """An output directory as a finished session leaves it: report, summary, a PASS verdict, logs."""
+    v = Verdict("r", "run", "t0", session_id=session_id)
+    v.complete = True
+    write_json_atomic(out / "verdicts" / "r.json", v.to_dict())
+    (out / "verdicts" / "r.intoto.json").write_text("{}")
+    for name in ("report.html", "report.json", "summary.md"):
+        (out / name).write_text("PASS")
+    (out / "logs").mkdir()
+    (out / "logs" / "train.log").write_text("log")
+    return out
+
+
+def test_a_new_session_moves_an_earlier_sessions_outputs_aside_and_keeps_them(tmp_path):
+    out = earlier_session(tmp_path / "out")
+    moved = archive_previous(out, "20261202T000000Z-bbbbbbbb")  # the lock's last holder gated nothing
+    assert moved == out / "previous" / "20261201T000000Z-aaaaaaaa"  # named by the session its verdicts name
+    assert sorted(p.name for p in moved.iterdir()) == ["report.html", "report.json", "summary.md", "verdicts"]
+    assert read_verdict(moved / "verdicts" / "r.json")["verdict"] == "pass"  # kept whole
+    assert not (out / "report.html").exists() and list((out / "verdicts").iterdir()) == []
+    assert (out / "logs" / "train.log").is_file()  # training logs are not a session's verdict: left in place
+
+
+def test_nothing_to_move_creates_no_previous_folder(tmp_path):
+    (tmp_path / "verdicts").mkdir()
+    assert archive_previous(tmp_path, "s") is None and not (tmp_path / "previous").exists()
+
+
+def test_archiving_never_overwrites_an_earlier_archive_or_escapes_the_folder(tmp_path):
+    out = earlier_session(tmp_path / "out", session_id="..")
+    first = archive_previous(out, "")
+    shutil.rmtree(out / "logs")
+    second = archive_previous(earlier_session(out, session_id=".."), "")  # a second one under the same id
+    assert first == out / "previous" / "earlier" and second == out / "previous" / "earlier-2"
+    assert (first / "summary.md").is_file() and (second / "summary.md").is_file()
+
+
+def test_ftgate_verdict_on_a_directory_whose_last_session_gated_nothing_points_to_previous(tmp_path, capsys):
+    out = earlier_session(tmp_path / "out")
+    archive_previous(out, "")
+    assert ftgate(["verdict", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the last session to use it gated no run" in err and str(out / "previous") in err
+    assert ftgate(["verdict", str(out / "previous" / "20261201T000000Z-aaaaaaaa")]) == 0
